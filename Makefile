@@ -1,0 +1,48 @@
+# hetfb — every target sets up what it needs (a virtual environment from the repo's own files).
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PARAMS  ?= params/quickstart.yaml
+ARGS    ?=
+export HETFB_DATA_DIR ?= $(abspath ../shared/data)
+export TRL_EXPERIMENTAL_SILENCE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup reproduce test test-fast test-slow lab bench params-doc clean
+
+$(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-embedded.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+## the main job: the embedded default reproduction (every Table-1 row) -> outputs/quickstart/
+reproduce: setup
+	$(BIN)/python -m hetfb_utils run $(PARAMS) $(ARGS)
+
+## the tests (unit, integration on a tiny random model, papermill over all notebooks with params/tiny.yaml)
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not notebooks" $(ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow --run-slow $(ARGS)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/python -m hetfb_utils bench $(ARGS)
+
+params-doc: setup
+	$(BIN)/python -m hetfb_utils params-doc
+
+clean:
+	rm -rf outputs/*/ .pytest_cache

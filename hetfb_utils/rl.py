@@ -1,0 +1,202 @@
+"""Stage 4: reward model and PPO (the paper's `-R` models), or DPO as a modern alternative.
+
+* reward model: TRL `RewardTrainer` + LoRA on the variant's (prompt, chosen, rejected) pairs,
+  initialised from the SFT model (base with the SFT adapter merged), held-out pairwise accuracy;
+* PPO: `trl.experimental.ppo.PPOTrainer` with a LoRA policy on top of the SFT model (reference =
+  adapters disabled), value model initialised from the reward model, prompts of the variant;
+* DPO: TRL `DPOTrainer` + LoRA on the same pairs, from the SFT model (`rl.algorithm: dpo`).
+
+An `-R` model is the base with the SFT adapter merged and the PPO (or DPO) adapter on top.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+
+import numpy as np
+
+from .params import Params
+from .sft import (TrainingError, finished, finite_loss_callback, last_checkpoint, preference_rows,
+                  split_rows, stage_dir, stage_key, write_manifest)
+
+
+def _state(trainer) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+
+
+def _require(params: Params, variant: str, stage: str) -> dict:
+    m = stage_dir(params, variant, stage) / "manifest.json"
+    if not m.is_file():
+        raise TrainingError(f"stage '{stage}' of variant '{variant}' has not been trained "
+                            f"({m} missing): run it first")
+    return json.loads(m.read_text())
+
+
+def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
+    """Scalar reward of each text, in batches (right padding; last non-pad token's score)."""
+    import torch
+    out = []
+    side = tok.padding_side
+    tok.padding_side = "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                      max_length=max_length).to(model.device)
+            with torch.no_grad():
+                out.append(model(**enc).logits[:, 0].float().cpu().numpy())
+    finally:
+        tok.padding_side = side
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def pairwise_accuracy(model, tok, rows, batch_size: int = 16, max_length: int = 512) -> float:
+    chosen = reward_scores(model, tok, [r["prompt"] + r["chosen"] for r in rows], batch_size, max_length)
+    rejected = reward_scores(model, tok, [r["prompt"] + r["rejected"] for r in rows], batch_size, max_length)
+    return float(np.mean(chosen > rejected)) if len(chosen) else float("nan")
+
+
+# --------------------------------------------------------------------------- reward model
+def train_reward(params: Params, variant: str, force: bool = False) -> dict:
+    from trl import RewardTrainer
+
+    from .models import base_model_path, load_reward_model, load_tokenizer
+    from .params import lora_config, stage_config
+    from .selection import content_hash, load_variant
+
+    sft_man = _require(params, variant, "sft")
+    ds = load_variant(params, variant)
+    key = stage_key(params, variant, "reward", content_hash(ds.to_pandas()), [sft_man["key"]["params_hash"]])
+    out = stage_dir(params, variant, "reward")
+    if not force and (done := finished(params, variant, "reward", key)):
+        return done
+    if force and out.exists():
+        shutil.rmtree(out)
+    started = time.time()
+    tok = load_tokenizer(base_model_path(params))
+    args = stage_config(params, "reward", out / "checkpoints", save_steps=10, eval_strategy="no",
+                        dataset_num_proc=None)
+    max_len = args.max_length or 512
+    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows)
+    train = preference_rows(train, tok, params, max_len)
+    evald = preference_rows(evald, tok, params, max_len) if evald is not None else None
+    model = load_reward_model(params, stage_dir(params, variant, "sft"))
+    metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
+    bs = params.evaluation.batch_size
+    if evald is not None:
+        metrics["eval_accuracy_before"] = pairwise_accuracy(model, tok, evald, bs, max_len)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
+                            peft_config=lora_config(params, "reward", "SEQ_CLS"),
+                            callbacks=[finite_loss_callback("reward model", variant, out)])
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    metrics["train_loss"] = result.training_loss
+    if evald is not None:
+        trainer.model.eval()
+        metrics["eval_accuracy"] = pairwise_accuracy(trainer.model, tok, evald, bs, max_len)
+    trainer.model.save_pretrained(out)
+    return write_manifest(params, variant, "reward", key, _state(trainer), metrics, started)
+
+
+# --------------------------------------------------------------------------- PPO
+def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
+    from trl.experimental.ppo import PPOTrainer
+
+    from .models import base_model_path, format_prompt, load_causal_lm, load_reward_model, load_tokenizer
+    from .params import lora_config, stage_config
+    from .selection import content_hash, load_variant
+
+    sft_man = _require(params, variant, "sft")
+    rm_man = _require(params, variant, "reward")
+    ds = load_variant(params, variant)
+    key = stage_key(params, variant, "ppo", content_hash(ds.to_pandas()),
+                    [sft_man["key"]["params_hash"], rm_man["key"]["params_hash"]])
+    out = stage_dir(params, variant, "ppo")
+    if not force and (done := finished(params, variant, "ppo", key)):
+        return done
+    if out.exists():  # PPOTrainer keeps no resumable checkpoint: an interrupted PPO restarts
+        shutil.rmtree(out)
+    started = time.time()
+    path = base_model_path(params)
+    tok = load_tokenizer(path)
+    tok.padding_side = "left"
+    args = stage_config(params, "ppo", out / "checkpoints", save_strategy="no", stop_token="eos",
+                        num_sample_generations=0, dataset_num_proc=None)
+    max_prompt = 192
+    train, _ = split_rows(ds, 0.0, params.seed, params.rl.ppo.max_rows)
+
+    def enc(r):
+        ids = tok(format_prompt(tok, r["prompt"], r["context"], params), add_special_tokens=False).input_ids
+        return {"input_ids": ids[-max_prompt:]}
+
+    prompts = train.map(enc, remove_columns=train.column_names)
+    sft_dir, rm_dir = stage_dir(params, variant, "sft"), stage_dir(params, variant, "reward")
+    policy = load_causal_lm(params, adapters=[sft_dir], path=path)
+    reward_model = load_reward_model(params, sft_dir, rm_dir)
+    value_model = load_reward_model(params, sft_dir, rm_dir)
+    for p in reward_model.parameters():
+        p.requires_grad_(False)
+    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None,
+                         reward_model=reward_model, value_model=value_model, train_dataset=prompts,
+                         peft_config=lora_config(params, "ppo", "CAUSAL_LM"),
+                         callbacks=[finite_loss_callback("PPO", variant, out)])
+    trainer.train()
+    log = [r for r in trainer.state.log_history if "objective/scores" in r]
+    scores = [r["objective/scores"] for r in log]
+    half = max(1, len(scores) // 2)
+    metrics = {"prompts": len(prompts), "updates": len(log),
+               "reward_first_half": float(np.mean(scores[:half])) if scores else None,
+               "reward_second_half": float(np.mean(scores[half:])) if len(scores) > 1 else None,
+               "kl_last": log[-1].get("objective/kl") if log else None}
+    trainer.policy_model.save_pretrained(out)
+    return write_manifest(params, variant, "ppo", key, _state(trainer), metrics, started)
+
+
+# --------------------------------------------------------------------------- DPO
+def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
+    from trl import DPOTrainer
+
+    from .models import base_model_path, load_causal_lm, load_tokenizer
+    from .params import lora_config, stage_config
+    from .selection import content_hash, load_variant
+
+    sft_man = _require(params, variant, "sft")
+    ds = load_variant(params, variant)
+    key = stage_key(params, variant, "dpo", content_hash(ds.to_pandas()), [sft_man["key"]["params_hash"]])
+    out = stage_dir(params, variant, "dpo")
+    if not force and (done := finished(params, variant, "dpo", key)):
+        return done
+    if force and out.exists():
+        shutil.rmtree(out)
+    started = time.time()
+    path = base_model_path(params)
+    tok = load_tokenizer(path)
+    args = stage_config(params, "dpo", out / "checkpoints", save_steps=10, eval_strategy="no",
+                        dataset_num_proc=None)
+    max_len = args.max_length or 512
+    train, _ = split_rows(ds, params.rl.dpo.eval_fraction, params.seed, params.rl.dpo.max_rows)
+    train = preference_rows(train, tok, params, max_len)
+    policy = load_causal_lm(params, adapters=[stage_dir(params, variant, "sft")], path=path)
+    trainer = DPOTrainer(model=policy, ref_model=None, args=args, train_dataset=train, processing_class=tok,
+                         peft_config=lora_config(params, "dpo", "CAUSAL_LM"),
+                         callbacks=[finite_loss_callback("DPO", variant, out)])
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    log = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
+    metrics = {"train_rows": len(train), "train_loss": result.training_loss,
+               "reward_accuracy_last": log[-1]["rewards/accuracies"] if log else None}
+    trainer.model.save_pretrained(out)
+    return write_manifest(params, variant, "dpo", key, _state(trainer), metrics, started)
+
+
+def train_rl(params: Params, variant: str, force: bool = False) -> list[dict]:
+    """The second stage of the `-R` model of a variant, as `rl.algorithm` says."""
+    if params.rl.algorithm == "dpo":
+        return [train_dpo(params, variant, force)]
+    return [train_reward(params, variant, force), train_ppo(params, variant, force)]
+
+
+def model_adapters(params: Params, variant: str, kind: str) -> list:
+    """Adapters (in merge order) of model `kind` ('S' or 'R') of a variant."""
+    if kind == "S":
+        return [stage_dir(params, variant, "sft")]
+    return [stage_dir(params, variant, "sft"), stage_dir(params, variant, params.rl.algorithm)]

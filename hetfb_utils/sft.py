@@ -1,0 +1,182 @@
+"""Stage 3: LoRA SFT on the preferred responses of a D_train variant (TRL `SFTTrainer` + PEFT).
+
+Also holds what every training stage shares: where a model lives, its manifest (base model,
+variant data hash, params hash, seed, steps, metrics, wall time), skip-when-done, resume from the
+last Trainer checkpoint, and the stop on a non-finite loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .params import Params
+
+
+class TrainingError(RuntimeError):
+    """A stage that cannot run or diverged; names the stage, the variant and the step."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+def stage_dir(params: Params, variant: str, stage: str) -> Path:
+    return params.run_dir / "models" / variant / stage
+
+
+def stage_key(params: Params, variant: str, stage: str, data_hash: str, parents: list[str] = ()) -> dict:
+    section = {"sft": "sft", "reward": "reward", "ppo": "rl", "dpo": "rl"}[stage]
+    return {"stage": stage, "variant": variant, "base_model": params.model.name_or_path,
+            "data_hash": data_hash, "params_hash": params.digest("model", section, "seed"),
+            "parents": list(parents)}
+
+
+def finished(params: Params, variant: str, stage: str, key: dict) -> dict | None:
+    """The manifest of a completed stage with the same inputs, else None."""
+    m = stage_dir(params, variant, stage) / "manifest.json"
+    if not m.is_file():
+        return None
+    man = json.loads(m.read_text())
+    return man if man.get("key") == key else None
+
+
+def last_checkpoint(out: Path) -> str | None:
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer_state: dict,
+                   metrics: dict, started: float) -> dict:
+    from .report import atomic_write_json, provenance
+    out = stage_dir(params, variant, stage)
+    log = trainer_state.get("log_history", [])
+    atomic_write_json(log, out / "log_history.json")
+    man = {"key": key, "stage": stage, "variant": variant, "seed": params.seed,
+           "steps": trainer_state.get("global_step"), "metrics": metrics,
+           "wall_time_s": round(time.time() - started, 1), **provenance(params)}
+    atomic_write_json(man, out / "manifest.json")
+    ck = out / "checkpoints"
+    if ck.exists():
+        shutil.rmtree(ck)
+    return man
+
+
+def finite_loss_callback(stage: str, variant: str, out: Path):
+    from transformers import TrainerCallback
+
+    class StopOnNonFinite(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            for k in ("loss", "train_loss", "objective/scores", "loss/policy_avg"):
+                v = (logs or {}).get(k)
+                if v is not None and not math.isfinite(float(v)):
+                    raise TrainingError(f"{stage} on variant '{variant}' stopped: {k} = {v} at step "
+                                        f"{state.global_step}. Last good checkpoint kept in "
+                                        f"{out / 'checkpoints'}; lower the learning rate and re-run.")
+    return StopOnNonFinite()
+
+
+def fit_text(tok, prompt: str, response: str, max_length: int) -> tuple[str, str]:
+    """Truncate so tokens(prompt + response) <= max_length: the prompt keeps its end (the
+    question), the response its beginning. Trainers would otherwise drop over-long rows."""
+    p_ids = tok(prompt, add_special_tokens=False).input_ids
+    r_ids = tok(response, add_special_tokens=False).input_ids
+    budget = max_length - 8
+    if len(p_ids) + len(r_ids) <= budget:
+        return prompt, response
+    p_keep = min(len(p_ids), max(budget // 2, budget - len(r_ids)))
+    r_keep = budget - p_keep
+    prompt = tok.decode(p_ids[len(p_ids) - p_keep:]) if p_keep < len(p_ids) else prompt
+    response = tok.decode(r_ids[:r_keep]) if r_keep < len(r_ids) else response
+    return prompt, response
+
+
+def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None):
+    """(train, eval) split of a variant; eval None when fraction is 0."""
+    if max_rows is not None and len(ds) > max_rows:
+        ds = ds.shuffle(seed=seed).select(range(max_rows))
+    n_eval = int(round(fraction * len(ds)))
+    if n_eval == 0 or len(ds) - n_eval < 1:
+        return ds, None
+    sp = ds.train_test_split(test_size=n_eval, seed=seed)
+    return sp["train"], sp["test"]
+
+
+def preference_rows(ds, tok, params: Params, max_length: int):
+    """prompt (formatted), chosen, rejected as plain strings (shared by reward model and DPO)."""
+    from .models import format_prompt
+
+    def fmt(r):
+        prompt = format_prompt(tok, r["prompt"], r["context"], params)
+        p, c = fit_text(tok, prompt, r["chosen"], max_length)
+        p2, rj = fit_text(tok, prompt, r["rejected"], max_length)
+        p = p if len(p) <= len(p2) else p2
+        return {"prompt": p, "chosen": c, "rejected": rj}
+
+    return ds.map(fmt, remove_columns=ds.column_names)
+
+
+def log_frame(params: Params, variant: str, stage: str) -> pd.DataFrame:
+    p = stage_dir(params, variant, stage) / "log_history.json"
+    if not p.is_file():
+        return pd.DataFrame()
+    df = pd.DataFrame(json.loads(p.read_text()))
+    df.insert(0, "variant", variant)
+    return df
+
+
+# --------------------------------------------------------------------------- SFT
+def train_sft(params: Params, variant: str, force: bool = False) -> dict:
+    """LoRA SFT on (prompt -> preferred response) of `variant`; returns the manifest."""
+    from trl import SFTTrainer
+
+    from .models import base_model_path, format_prompt, load_causal_lm, load_tokenizer
+    from .params import lora_config, stage_config
+    from .selection import content_hash, load_variant
+
+    ds = load_variant(params, variant)
+    data_hash = content_hash(ds.to_pandas())
+    key = stage_key(params, variant, "sft", data_hash)
+    out = stage_dir(params, variant, "sft")
+    if not force and (done := finished(params, variant, "sft", key)):
+        return done
+    if force and out.exists():
+        shutil.rmtree(out)
+    started = time.time()
+    path = base_model_path(params)
+    tok = load_tokenizer(path)
+    args = stage_config(params, "sft", out / "checkpoints", save_steps=10, eval_strategy="no",
+                        completion_only_loss=True, dataset_num_proc=None)
+    max_len = args.max_length or 512
+
+    def fmt(r):
+        prompt = format_prompt(tok, r["prompt"], r["context"], params)
+        p, c = fit_text(tok, prompt, r["chosen"], max_len)
+        return {"prompt": p, "completion": c}
+
+    train, evald = split_rows(ds, params.sft.eval_fraction, params.seed, params.sft.max_rows)
+    train = train.map(fmt, remove_columns=train.column_names)
+    evald = evald.map(fmt, remove_columns=evald.column_names) if evald is not None else None
+    model = load_causal_lm(params, path=path)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evald,
+                         processing_class=tok, peft_config=lora_config(params, "sft", "CAUSAL_LM"),
+                         callbacks=[finite_loss_callback("SFT", variant, out)])
+    metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
+    if evald is not None and not last_checkpoint(out):
+        metrics["base_eval_loss"] = trainer.evaluate()["eval_loss"]  # LoRA B = 0: the base model
+    elif evald is not None:
+        metrics["base_eval_loss"] = json.loads((out / "base_eval.json").read_text())["loss"] \
+            if (out / "base_eval.json").is_file() else None
+    if "base_eval_loss" in metrics and metrics["base_eval_loss"] is not None:
+        from .report import atomic_write_json
+        atomic_write_json({"loss": metrics["base_eval_loss"]}, out / "base_eval.json")
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    metrics["train_loss"] = result.training_loss
+    if evald is not None:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+    return write_manifest(params, variant, "sft", key, state, metrics, started)
