@@ -762,3 +762,25 @@ def load_ifeval(params: Params | None = None) -> list[dict]:
     src = mirror_file(root, "ifeval/input_data.jsonl") if root is not None else IFEVAL_URL
     drops = Drops()
     return list(iter_jsonl(read_text_lines(src), "ifeval", drops))
+
+
+def save_union(result: UnionResult, params: Params) -> Path:
+    """Stage-1 outputs under <run>/data: union, OASST held-out pairs, drops, tree split."""
+    from .report import atomic_write_json, atomic_write_parquet, provenance
+    d = params.run_dir / "data"
+    atomic_write_parquet(result.union, d / "union.parquet")
+    atomic_write_parquet(result.heldout, d / "oasst_heldout.parquet")
+    atomic_write_parquet(result.drops, d / "drops.parquet")
+    return atomic_write_json({"fingerprint": result.fingerprint, "splits": result.splits,
+                              "rows": len(result.union), "heldout_rows": len(result.heldout),
+                              "provenance": provenance(params)}, d / "union_report.json")
+
+
+def load_union(params: Params) -> UnionResult:
+    d = params.run_dir / "data"
+    if not (d / "union_report.json").is_file():
+        raise DataError(f"stage 1 outputs not found in {d}: run notebook 01 (or "
+                        "`python -m hetfb_utils run <params> --only data`) first")
+    rep = json.loads((d / "union_report.json").read_text())
+    return UnionResult(pd.read_parquet(d / "union.parquet"), pd.read_parquet(d / "oasst_heldout.parquet"),
+                       pd.read_parquet(d / "drops.parquet"), rep["splits"], rep["fingerprint"])

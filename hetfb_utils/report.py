@@ -109,3 +109,136 @@ def package_versions() -> dict:
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+# --------------------------------------------------------------------------- figures
+def _plt():
+    import matplotlib
+    if "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def fig_union(union: pd.DataFrame):
+    """Composition of the union per source, and the quality label's distribution per source."""
+    plt, sns = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    counts = union.groupby(["source", "supervision"]).size().reset_index(name="rows")
+    sns.barplot(counts, x="source", y="rows", hue="supervision", ax=ax[0])
+    ax[0].set_title("union: prompts per source")
+    scored = union[union["quality"].notna()]
+    if len(scored):
+        sns.histplot(scored, x="quality", hue="source", bins=30, log_scale=(True, False), ax=ax[1])
+        ax[1].set_title("quality = max - min of the label (log x)")
+    else:
+        ax[1].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def fig_selection(sel: pd.DataFrame, variant: str):
+    """2-D projection of the prompt embeddings by source and by kept/dropped in `variant`."""
+    plt, sns = _plt()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    sns.scatterplot(sel, x="x", y="y", hue="source", s=10, linewidth=0, ax=ax[0])
+    ax[0].set_title("prompt embeddings (PCA), by source")
+    kept = sel[f"kept_{variant}"].map({True: "kept", False: "dropped"})
+    sns.scatterplot(sel.assign(status=kept), x="x", y="y", hue="status", hue_order=["kept", "dropped"],
+                    palette={"kept": "tab:green", "dropped": "lightgrey"}, s=10, linewidth=0, ax=ax[1])
+    ax[1].set_title(f"{variant}: kept vs dropped")
+    scored = sel[sel["quality"].notna()].assign(status=kept)
+    if len(scored):
+        sns.histplot(scored, x="quality", hue="status", bins=30, log_scale=(True, False), ax=ax[2],
+                     hue_order=["kept", "dropped"], palette={"kept": "tab:green", "dropped": "grey"})
+        ax[2].set_title(f"{variant}: quality of scored prompts")
+    fig.tight_layout()
+    return fig
+
+
+def fig_curves(log: pd.DataFrame, metrics: list[str], title: str, x: str = "step"):
+    """Training curves (one line per variant) for the given log keys."""
+    plt, sns = _plt()
+    metrics = [m for m in metrics if m in log.columns]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        d = log[log[m].notna()]
+        sns.lineplot(d, x=x, y=m, hue="variant", marker="o", ax=ax)
+        ax.set_title(m)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def fig_metric_vs_fraction(t1: pd.DataFrame, columns: list[str]):
+    """Each Table-1 metric against the keep-fraction, for S and R (Base and WinoGrande-only as lines)."""
+    plt, sns = _plt()
+    hd = t1[t1["model"].str.startswith("HD-")].copy()
+    hd["fraction"] = hd["model"].str.extract(r"HD-([0-9.]+)-")[0].astype(float)
+    hd["kind"] = hd["model"].str[-1]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], columns):
+        if len(hd):
+            sns.lineplot(hd, x="fraction", y=c, hue="kind", marker="o", ax=ax)
+        for name, color, ls in (("Base", "black", "--"), ("S", "C0", ":"), ("R", "C1", ":")):
+            v = t1.loc[t1["model"] == name, c]
+            if len(v) and pd.notna(v.iloc[0]):
+                ax.axhline(v.iloc[0], color=color, linestyle=ls, lw=1, label=name)
+        ax.set_title(c)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_heatmap(table: pd.DataFrame, title: str):
+    plt, sns = _plt()
+    t = table.set_index("model").select_dtypes("number")
+    z = (t - t.mean()) / t.std(ddof=0).replace(0, 1)
+    fig, ax = plt.subplots(figsize=(1.3 * t.shape[1] + 3, 0.45 * t.shape[0] + 1.5))
+    sns.heatmap(z, annot=t, fmt=".3g", cmap="vlag", cbar=False, ax=ax)
+    ax.set_title(title + " (colour: z-score per column)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_winogender(per_model: dict, stats: pd.DataFrame):
+    """Share of female-pronoun sentences resolved to the occupation vs BLS % women, per occupation."""
+    plt, sns = _plt()
+    st = stats.set_index("occupation")["bls_pct_female"].astype(float)
+    rows = [{"model": m, "occupation": o, "resolved_to_occupation": v, "bls_pct_female": st.get(o)}
+            for m, d in per_model.items() for o, v in d.items() if o in st.index]
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if len(df):
+        sns.scatterplot(df, x="bls_pct_female", y="resolved_to_occupation", hue="model", ax=ax, s=18)
+    ax.set_title("WinoGender: female pronoun -> occupation vs BLS % women")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- summaries
+def training_summary(params: Params) -> pd.DataFrame:
+    """Final metrics of every trained stage of the run, one row per variant."""
+    rows = []
+    for v in params.train_variants:
+        row: dict[str, Any] = {"variant": v}
+        for stage in ("sft", "reward", "ppo", "dpo"):
+            m = params.run_dir / "models" / v / stage / "manifest.json"
+            if not m.is_file():
+                continue
+            man = json.loads(m.read_text())
+            for k, val in (man.get("metrics") or {}).items():
+                row[f"{stage}.{k}"] = val
+            row[f"{stage}.seconds"] = man.get("wall_time_s")
+            row[f"{stage}.steps"] = man.get("steps")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
+        df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
+    if "reward.eval_accuracy" in df:
+        df["reward.above_chance"] = df["reward.eval_accuracy"] > 0.5
+    if "ppo.reward_second_half" in df:
+        df["ppo.reward_rising"] = df["ppo.reward_second_half"] > df["ppo.reward_first_half"]
+    return df

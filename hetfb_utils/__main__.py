@@ -1,0 +1,74 @@
+"""Command line: `python -m hetfb_utils {run,train,bench,validate,params-doc}`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ap = argparse.ArgumentParser(prog="python -m hetfb_utils", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="execute notebooks 01-05 with papermill")
+    r.add_argument("params", nargs="?", default="params/quickstart.yaml")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. -p seed=1 -p sft.args.max_steps=10")
+    r.add_argument("--only", action="append", metavar="STAGE",
+                   help="run only these stages: data, selection, sft, rl, eval (repeatable)")
+    r.add_argument("--force", action="store_true", help="re-run every stage and retrain")
+
+    t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
+    t.add_argument("stage", choices=["sft", "reward", "ppo", "dpo", "rl"])
+    t.add_argument("params")
+    t.add_argument("--variant", required=True)
+    t.add_argument("-p", "--param", action="append", default=[])
+    t.add_argument("--force", action="store_true")
+
+    b = sub.add_parser("bench", help="benchmark -> outputs/bench/bench.json and bench.md")
+    b.add_argument("--params", default="params/quickstart.yaml")
+    b.add_argument("--skip-reproduce", action="store_true",
+                   help="skip the timed quickstart stages (scorer, SFT throughput, selection only)")
+
+    v = sub.add_parser("validate", help="check a params file and print the resolved parameters")
+    v.add_argument("params")
+    v.add_argument("-p", "--param", action="append", default=[])
+
+    sub.add_parser("params-doc", help="print the params reference (Markdown) generated from the schema")
+    a = ap.parse_args(argv)
+
+    from .data import DataError
+    from .models import ModelError
+    from .params import ParamsError, load_params
+    from .runner import RunFailed
+    from .sft import TrainingError
+    try:
+        if a.cmd == "run":
+            from .runner import execute
+            execute(a.params, a.param, a.only, a.force)
+        elif a.cmd == "train":
+            from .runner import train_stage
+            p = load_params(a.params, a.param)
+            print(train_stage(p, a.stage, a.variant, a.force))
+        elif a.cmd == "bench":
+            from .bench import run_bench
+            run_bench(a.params, skip_reproduce=a.skip_reproduce)
+        elif a.cmd == "validate":
+            import yaml
+            print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))
+        elif a.cmd == "params-doc":
+            from .params import schema_markdown
+            print(schema_markdown())
+    except (ParamsError, DataError, ModelError, TrainingError, RunFailed, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: completed stages are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

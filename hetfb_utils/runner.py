@@ -1,0 +1,170 @@
+"""The runner: executes the numbered notebooks with papermill, stage 3-4 once per variant.
+
+``python -m hetfb_utils run params/quickstart.yaml [-p key=value ...] [--only STAGE] [--force]``
+
+* progress: which notebook / variant, elapsed, what is next;
+* stops at the first failing notebook, printing the executed notebook's path and the error;
+* resumable: a completed notebook leaves a marker keyed by the parameter sections it depends on
+  (and the notebook's content); a re-run starts at the first incomplete one. Training inside a
+  notebook resumes from its last Trainer checkpoint, evaluation from its per-metric cache;
+* writes ``outputs/<run>/manifest.json`` (git commit, params, data hashes, package versions, seed,
+  wall time per stage).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .params import REPO_ROOT, Params, load_params
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    notebook: str
+    sections: tuple[str, ...]
+    per_variant: bool = False
+
+
+STAGES = [
+    Stage("data", "01_data_union.ipynb", ("data", "seed", "cache_dir")),
+    Stage("selection", "02_quality_diversity_selection.ipynb", ("data", "seed", "selection")),
+    Stage("sft", "03_lora_sft.ipynb", ("data", "seed", "selection", "model", "sft"), True),
+    Stage("rl", "04_reward_model_ppo.ipynb", ("data", "seed", "selection", "model", "sft", "reward", "rl"), True),
+    Stage("eval", "05_bias_and_oasst_evaluation.ipynb",
+          ("data", "seed", "selection", "model", "sft", "reward", "rl", "training", "evaluation")),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def _fmt(sec: float) -> str:
+    m, s = divmod(int(sec), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _marker(params: Params, stage: Stage, variant: str | None) -> Path:
+    tag = stage.notebook.replace(".ipynb", "") + (f"-{variant}" if variant else "")
+    return params.run_dir / "notebooks" / ".done" / f"{tag}.json"
+
+
+def _stage_key(params: Params, stage: Stage, variant: str | None) -> str:
+    nb = (NOTEBOOK_DIR / stage.notebook).read_bytes()
+    blob = json.dumps([params.digest(*stage.sections), variant, hashlib.sha1(nb).hexdigest(),
+                       params.train_variants if stage.name == "eval" else None])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan(params: Params, only: list[str] | None = None) -> list[tuple[Stage, str | None]]:
+    steps = []
+    for st in STAGES:
+        if only and st.name not in only:
+            continue
+        for v in (params.train_variants if st.per_variant else [None]):
+            steps.append((st, v))
+    return steps
+
+
+def execute(params_file: str, overrides: list[str] | None = None, only: list[str] | None = None,
+            force: bool = False, log=print) -> dict:
+    """Run the notebooks; returns the run manifest. Raises RunFailed at the first failure."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from .report import atomic_write_json, git_commit, package_versions
+
+    params = load_params(params_file, overrides)  # invalid params: error before anything is written
+    if only:
+        bad = sorted(set(only) - set(STAGE_NAMES))
+        if bad:
+            raise RunFailed(f"unknown stage(s) {bad}; stages are {STAGE_NAMES}")
+    params_path = str(Path(params_file).resolve()) if Path(params_file).exists() else params_file
+    steps = plan(params, only)
+    run_dir = params.run_dir
+    nb_out = run_dir / "notebooks"
+    nb_out.mkdir(parents=True, exist_ok=True)
+    man_path = run_dir / "manifest.json"
+    manifest = json.loads(man_path.read_text()) if man_path.is_file() else {}
+    manifest.update({"run": params.run_name, "params_file": params_path, "overrides": overrides or [],
+                     "params": params.model_dump(mode="json"), "seed": params.seed, "git": git_commit(),
+                     "packages": package_versions()})
+    manifest.setdefault("stages", {})
+    t_run = time.time()
+    invalidated = force
+    log(f"hetfb run '{params.run_name}' -> {run_dir}  ({len(steps)} notebook runs)")
+    for i, (st, variant) in enumerate(steps, 1):
+        label = st.notebook + (f" [{variant}]" if variant else "")
+        marker, key = _marker(params, st, variant), _stage_key(params, st, variant)
+        done = marker.is_file() and json.loads(marker.read_text()).get("key") == key
+        nxt = steps[i][0].notebook + (f" [{steps[i][1]}]" if steps[i][1] else "") if i < len(steps) else "end"
+        if done and not invalidated:
+            log(f"[{i}/{len(steps)}] {label}: complete, skipped")
+            continue
+        invalidated = True  # everything after a re-run stage runs again (inner caches skip unchanged work)
+        out_nb = nb_out / (st.notebook.replace(".ipynb", f"-{variant}.ipynb") if variant else st.notebook)
+        log(f"[{i}/{len(steps)}] {label}: running (elapsed {_fmt(time.time() - t_run)}; next: {nxt})")
+        t0 = time.time()
+        marker.unlink(missing_ok=True)
+        try:
+            pm.execute_notebook(str(NOTEBOOK_DIR / st.notebook), str(out_nb), kernel_name="python3",
+                                parameters={"params_file": params_path, "overrides": list(overrides or []),
+                                            "variant": variant, "force": bool(force)},
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False)
+        except PapermillExecutionError as e:
+            manifest["stages"][label] = {"status": "failed", "seconds": round(time.time() - t0, 1)}
+            atomic_write_json(manifest, man_path)
+            raise RunFailed(f"{label} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                            f"  executed notebook (with the traceback): {out_nb}") from None
+        sec = time.time() - t0
+        atomic_write_json({"key": key, "seconds": round(sec, 1)}, marker)
+        manifest["stages"][label] = {"status": "done", "seconds": round(sec, 1), "notebook": str(out_nb)}
+        log(f"[{i}/{len(steps)}] {label}: done in {_fmt(sec)}")
+    rep = run_dir / "data" / "selection_report.json"
+    if rep.is_file():
+        r = json.loads(rep.read_text())
+        manifest["data_hashes"] = {k: v["content_hash"] for k, v in r["variants"].items()}
+    u = run_dir / "data" / "union_report.json"
+    if u.is_file():
+        manifest["union_fingerprint"] = json.loads(u.read_text())["fingerprint"]
+    manifest["wall_time_s"] = round(time.time() - t_run, 1)
+    atomic_write_json(manifest, man_path)
+    log(f"done in {_fmt(time.time() - t_run)}: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}")
+    return manifest
+
+
+def train_stage(params: Params, stage: str, variant: str, force: bool = False):
+    """One training stage in this process (used by notebooks and by `accelerate launch`)."""
+    from . import rl, sft
+    fn = {"sft": sft.train_sft, "reward": rl.train_reward, "ppo": rl.train_ppo, "dpo": rl.train_dpo,
+          "rl": rl.train_rl}[stage]
+    return fn(params, variant, force)
+
+
+def run_training(params: Params, stage: str, variant: str, params_file: str, overrides=(), force=False):
+    """Run a training stage in-process, or through `accelerate launch` when
+    `training.launcher: accelerate` (multi-GPU / DeepSpeed / FSDP from params/accelerate/)."""
+    if params.training.launcher == "inprocess":
+        return train_stage(params, stage, variant, force)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if params.training.accelerate_config:
+        cfg = Path(params.training.accelerate_config)
+        cmd += ["--config_file", str(cfg if cfg.is_absolute() else REPO_ROOT / cfg)]
+    cmd += ["-m", "hetfb_utils", "train", stage, str(params_file), "--variant", variant]
+    for o in overrides:
+        cmd += ["-p", o]
+    if force:
+        cmd.append("--force")
+    subprocess.run(cmd, check=True, cwd=REPO_ROOT)
+    from .sft import stage_dir
+    return json.loads((stage_dir(params, variant, "dpo" if stage == "rl" and params.rl.algorithm == "dpo"
+                                 else ("ppo" if stage == "rl" else stage)) / "manifest.json").read_text())
