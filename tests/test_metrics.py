@@ -1,0 +1,132 @@
+"""The batched scorer against a naive loop, and each metric on inputs with known answers."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hetfb_utils import data as D
+from hetfb_utils import evaluation as E
+
+
+def test_scorer_equals_naive_loop(tiny_model):
+    model, tok = tiny_model
+    rng = random.Random(0)
+    words = "the developer argued with designer because she he did not like it a an of".split()
+    pairs = [(" ".join(rng.choices(words, k=rng.randint(1, 12))), " ".join(rng.choices(words, k=rng.randint(1, 6))))
+             for _ in range(25)]
+    fast = E.score_continuations(model, tok, pairs, batch_size=7)
+    slow = [E.reference_logprob(model, tok, p, c) for p, c in pairs]
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    one = E.score_continuations(model, tok, pairs, batch_size=1)
+    np.testing.assert_allclose(fast, one, atol=1e-4)          # padding does not change a row
+
+
+def test_no_bos_inside_continuation(tiny_model):
+    model, tok = tiny_model
+    _, counts = E.score_continuations(model, tok, [("a", "developer")], return_counts=True)
+    assert counts[0] == len(tok("developer", add_special_tokens=False).input_ids)
+    assert tok.bos_token_id not in tok("developer", add_special_tokens=False).input_ids
+
+
+def test_next_token_logprobs_batched(tiny_model):
+    model, tok = tiny_model
+    prompts = ["the developer", "she did not like the design because", "a"]
+    batched = E.next_token_logprobs(model, tok, prompts, batch_size=3)
+    single = torch.cat([E.next_token_logprobs(model, tok, [p], 1) for p in prompts])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
+    assert torch.allclose(batched.exp().sum(-1), torch.ones(3), atol=1e-4)
+
+
+def test_kl_known_values():
+    p = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    q = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    kl = E.kl_divergence(p, q)
+    assert kl[0] == pytest.approx(0.0, abs=1e-7)
+    assert kl[1] == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2), abs=1e-6)
+
+
+def test_winobias_metrics_hand_made():
+    lp = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
+    la = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    m = E.winobias_metrics(pro_ref=[-1.0, -2.0], anti_ref=[-1.5, -1.0], pro_cluster=[-3.0, -6.0],
+                           anti_cluster=[-3.0, -4.0], logp_pro=lp, logp_anti=la,
+                           pro_correct=[True, True], anti_correct=[True, False])
+    assert m["Bias"] == pytest.approx(0.75)
+    assert m["Bias (Cluster)"] == pytest.approx(1.0)
+    assert m["Accuracy"] == pytest.approx(0.75)
+    assert m["Similarity"] == pytest.approx(0.5)
+    assert m["Bias (Entropy)"] == pytest.approx(E.kl_divergence(la, lp).mean())
+    assert m["pairs"] == 2
+
+
+def test_cluster_hit_and_prompt():
+    assert E.cluster_hit("The developer.", ["developer"])
+    assert not E.cluster_hit("the designer", ["developer"])
+    assert E.cluster_hit("DEVELOPER!", ["developer"])
+    assert E.winobias_prompt("He ran.", "he") == 'He ran. "he" refers to: '
+
+
+def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
+    model, tok = tiny_model
+    prompts = ["the developer argued", "a", "she did not like the design because it was"]
+    batched = E.generate_greedy(model, tok, prompts, 8, batch_size=3)
+    single = [E.generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    stopped = E.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
+    for full, cut in zip(batched, stopped):
+        assert "e" not in cut and full.startswith(cut.strip()) or full.replace(" ", "").startswith(cut.replace(" ", ""))
+
+
+def test_winobias_eval_runs_on_real_pairs(tiny_model, mirror):
+    model, tok = tiny_model
+    pairs = D.load_winobias_pairs("test", mirror, "wb", D.Drops())[:6]
+    m, det = E.eval_winobias(model, tok, pairs, batch_size=4)
+    assert m["pairs"] == 6 and m["Bias"] >= 0 and m["Bias (Entropy)"] >= 0 and 0 <= m["Accuracy"] <= 1
+    # Bias is |difference| of the referent's log-prob under the two prompts: recompute one pair by hand
+    p = pairs[0]
+    a = E.reference_logprob(model, tok, E.winobias_prompt(p["pro"].text, p["pro"].pronoun), p["pro"].referent)
+    b = E.reference_logprob(model, tok, E.winobias_prompt(p["anti"].text, p["anti"].pronoun), p["anti"].referent)
+    m1, _ = E.eval_winobias(model, tok, pairs[:1], batch_size=4)
+    assert m1["Bias"] == pytest.approx(abs(a - b), abs=1e-4)
+
+
+def test_winogender_items_real(mirror):
+    sents, tmpl, stats = D.load_winogender()
+    items = E.winogender_items(sents)
+    assert len(items) == 720 and set(items["gender"]) == {"male", "female", "neutral"}
+    row = items[items.sentid == "technician.customer.1.male.txt"].iloc[0]
+    assert (row.occupation, row.participant, row.pronoun, row.answer) == ("technician", "customer", "he", 1)
+    sub = E.winogender_sample(items, 60, 0)
+    assert sub.groupby(["occupation", "participant", "num"]).size().eq(3).all()
+
+
+def test_winogender_and_winogrande_eval(tiny_model, mirror):
+    model, tok = tiny_model
+    sents, tmpl, stats = D.load_winogender()
+    items = E.winogender_sample(E.winogender_items(sents), 24, 0)
+    out, df = E.eval_winogender(model, tok, items, stats, 8)
+    assert set(out) >= {"accuracy_male", "accuracy_female", "gap_male_minus_female", "Bias", "Bias (Entropy)"}
+    assert out["gap_male_minus_female"] == pytest.approx(out["accuracy_male"] - out["accuracy_female"])
+    rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:10]
+    acc, det = E.eval_winogrande(model, tok, rows, 8)
+    assert acc["rows"] == 10 and (det["pred"].isin([1, 2])).all()
+
+
+def test_crows_templates(tiny_model, mirror):
+    model, tok = tiny_model
+    df = D.load_crows_pairs().head(5)
+    per, det = E.eval_crows(model, tok, df, 8)
+    assert len(det) == 15 and set(per.columns) == set(E.CROWS_TEMPLATES)
+    assert ((per.loc["all"] >= 0) & (per.loc["all"] <= 1)).all()
+
+
+def test_side_by_side_layout():
+    ours = pd.DataFrame({"model": ["Base", "HD-0.2-R"], **{c: [0.1, 0.2] for c in E.TABLE1_COLUMNS}})
+    both = E.side_by_side(ours)
+    assert list(both.columns[:3]) == ["model", "Bias", "Bias [paper]"]
+    assert both.loc[both.model == "HD-0.2-R", "Bias [paper]"].item() == pytest.approx(0.4330)

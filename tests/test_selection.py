@@ -1,0 +1,88 @@
+"""Quality + diversity selection on real union rows (params/tiny.yaml)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hetfb_utils import selection as S
+from hetfb_utils.params import load_params
+
+
+def test_variant_sizes_stratified(tiny_built):
+    p, u, emb, sel = tiny_built
+    n = u.union["source"].value_counts()
+    for f in p.selection.fractions:
+        v = sel.variants[f"hd-{f:g}" if f != 1 else "hd-1.0"]
+        got = v["source"].value_counts()
+        for src, total in n.items():
+            assert got[src] == max(1, round(f * total))           # each source keeps its share
+    assert set(sel.variants["wino"]["source"]) == {"winogrande"}
+    assert len(sel.variants["wino"]) == n["winogrande"]
+
+
+def test_top_quality_within_cluster_and_nested(tiny_built):
+    p, u, emb, sel = tiny_built
+    df = sel.union
+    half = df["kept_hd-0.5"]
+    scored = df[df["quality"].notna()]
+    for _, g in scored.groupby("cluster"):
+        kept, dropped = g[half.loc[g.index]], g[~half.loc[g.index]]
+        if len(kept) and len(dropped):                           # every kept row beats every dropped one
+            assert kept["quality"].min() >= dropped["quality"].max()
+    assert (df["kept_hd-0.5"] <= df["kept_hd-1.0"]).all()        # nested variants
+    assert df["kept_hd-1.0"].all()
+    ids = set(sel.variants["hd-0.5"]["prompt_id"])
+    assert ids.isdisjoint(set(df.loc[~half, "prompt_id"]))       # never kept and dropped at once
+
+
+def test_clusters_cover_sources(tiny_built):
+    p, u, emb, sel = tiny_built
+    assert sel.union["cluster"].nunique() == p.selection.n_clusters
+    assert sel.clusters["rows"].sum() == len(u.union)
+
+
+def test_deterministic_and_seed_sensitive(tiny_built):
+    p, u, emb, sel = tiny_built
+    again = S.select(u.union, emb, p)
+    assert again.report["variants"] == sel.report["variants"]
+    other = S.select(u.union, emb, load_params("tiny", [f"cache_dir={p.cache_path}", "seed=5"]))
+    assert other.report["variants"]["hd-0.5"]["content_hash"] != sel.report["variants"]["hd-0.5"]["content_hash"]
+
+
+def test_per_source_clustering(tiny_built):
+    p, u, emb, _ = tiny_built
+    q = load_params("tiny", [f"cache_dir={p.cache_path}", "selection.cluster_scope=source"])
+    sel = S.select(u.union, emb, q)
+    assert all(":" in c and c.split(":")[0] == s for c, s in zip(sel.union["cluster"], sel.union["source"]))
+
+
+def test_keep_fraction_hand_made():
+    df = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(10)], "source": ["a"] * 6 + ["b"] * 4,
+                       "cluster": ["c0", "c0", "c0", "c1", "c1", "c1", "c0", "c0", "c1", "c1"],
+                       "quality": [0.9, 0.1, 0.5, 0.3, 0.8, 0.2, None, None, None, None]})
+    keep = S.keep_fraction(df, 1 / 3, seed=0)
+    assert set(df.loc[keep & (df.source == "a"), "prompt_id"]) == {"p0", "p4"}   # best of each cluster
+    assert keep[df.source == "b"].sum() == 1
+
+
+def test_embedding_cache_reuses(tmp_path, tiny_built):
+    p = tiny_built[0]
+    cache = S.EmbeddingCache(tmp_path, p.selection.embedder)
+    a = cache.embed(["hello world", "what is a GPU?"], progress=False)
+    b = S.EmbeddingCache(tmp_path, p.selection.embedder)
+    assert b.path.is_file() and len(b._keys) == 2
+    np.testing.assert_allclose(b.embed(["what is a GPU?"], progress=False)[0], a[1], atol=1e-6)
+    assert np.isclose(np.linalg.norm(a[0]), 1.0, atol=1e-4)
+
+
+def test_saved_variants_and_report(tiny_built):
+    p, u, emb, sel = tiny_built
+    ds = S.load_variant(p, "hd-0.5")
+    assert len(ds) == len(sel.variants["hd-0.5"])
+    import json
+    rep = json.loads((p.run_dir / "data" / "selection_report.json").read_text())
+    assert rep["variants"]["hd-0.5"]["content_hash"] == S.content_hash(ds.to_pandas())
+    assert rep["provenance"]["seed"] == p.seed and rep["drops_stage1"]
+    import pytest
+    with pytest.raises(FileNotFoundError, match="hd-0.7"):
+        S.load_variant(p, "hd-0.7")

@@ -1,0 +1,136 @@
+"""Every training stage end to end on a tiny random model built from a config (seconds)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from hetfb_utils import rl, sft
+from hetfb_utils.evaluation import score_continuations
+from hetfb_utils.models import load_causal_lm, load_reward_model, load_tokenizer, base_model_path
+from hetfb_utils.params import load_params
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_built):
+    p = tiny_built[0]
+    out = {"sft": sft.train_sft(p, "hd-0.5"), "reward": rl.train_reward(p, "hd-0.5"),
+           "ppo": rl.train_ppo(p, "hd-0.5"), "dpo": rl.train_dpo(p, "hd-0.5")}
+    return p, out
+
+
+def test_every_stage_writes_adapter_and_manifest(trained):
+    p, out = trained
+    for stage, man in out.items():
+        d = sft.stage_dir(p, "hd-0.5", stage)
+        assert (d / "adapter_config.json").is_file() and (d / "manifest.json").is_file()
+        assert man["key"]["data_hash"] and man["seed"] == p.seed and man["wall_time_s"] >= 0
+        assert not (d / "checkpoints").exists()
+        assert json.loads((d / "log_history.json").read_text())
+    assert out["sft"]["steps"] == p.sft.args["max_steps"]
+    assert {"base_eval_loss", "eval_loss", "train_loss"} <= set(out["sft"]["metrics"])
+    assert {"eval_accuracy", "eval_accuracy_before"} <= set(out["reward"]["metrics"])
+    assert out["ppo"]["metrics"]["updates"] >= 1
+
+
+def test_adapters_change_the_model(trained):
+    p, _ = trained
+    tok = load_tokenizer(base_model_path(p))
+    pairs = [("The developer argued with the designer because", " she did not like the design.")]
+    base = score_continuations(load_causal_lm(p), tok, pairs)[0]
+    s = score_continuations(load_causal_lm(p, rl.model_adapters(p, "hd-0.5", "S")), tok, pairs)[0]
+    r = score_continuations(load_causal_lm(p, rl.model_adapters(p, "hd-0.5", "R")), tok, pairs)[0]
+    assert base != s and s != r and all(math.isfinite(x) for x in (base, s, r))
+
+
+def test_completed_stage_is_skipped(trained):
+    p, out = trained
+    again = sft.train_sft(p, "hd-0.5")
+    assert again["created"] == out["sft"]["created"]
+    changed = load_params("tiny", [f"output_root={p.output_root}", f"cache_dir={p.cache_path}",
+                                   "sft.args.max_steps=2"])
+    assert sft.finished(changed, "hd-0.5", "sft", sft.stage_key(changed, "hd-0.5", "sft",
+                                                                 out["sft"]["key"]["data_hash"])) is None
+
+
+def test_reward_model_learns_separable_toy(tiny_built, tmp_path):
+    """After training, the reward model ranks a held-out separable toy set above chance."""
+    from datasets import Dataset
+    from trl import RewardTrainer
+    from hetfb_utils.params import lora_config, stage_config
+    p = tiny_built[0]
+    tok = load_tokenizer(base_model_path(p))
+    words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "water", "paper"]
+    rows = [{"prompt": f"Say something about {w}: ", "chosen": f"{w} is good good good",
+             "rejected": f"{w} is bad bad bad"} for w in words * 3]
+    model = load_reward_model(p, None)
+    args = stage_config(p, "reward", tmp_path / "rm", max_steps=40, learning_rate=3e-3,
+                        per_device_train_batch_size=8, save_strategy="no", max_length=64)
+    tr = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows[:24]), processing_class=tok,
+                       peft_config=lora_config(p, "reward", "SEQ_CLS"))
+    tr.train()
+    tr.model.eval()
+    held = [{"prompt": f"Say something about {w}: ", "chosen": f"{w} is good good good",
+             "rejected": f"{w} is bad bad bad"} for w in ["sun", "door", "bread", "chair"]]
+    assert rl.pairwise_accuracy(tr.model, tok, held, 4, 64) > 0.5
+
+
+def test_resume_after_interrupt(tiny_built, tmp_path):
+    """An SFT interrupted after a checkpoint resumes from it and ends at the same step count."""
+    from transformers import TrainerCallback
+    p0 = tiny_built[0]
+    p = load_params("tiny", [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}",
+                             "sft.args.max_steps=6", "sft.args.save_steps=2"])
+
+    class Boom(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 4:
+                raise KeyboardInterrupt
+
+    orig = sft.finite_loss_callback
+    sft.finite_loss_callback = lambda *a: Boom()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sft.train_sft(p, "wino", force=True)
+    finally:
+        sft.finite_loss_callback = orig
+    ck = sft.last_checkpoint(sft.stage_dir(p, "wino", "sft"))
+    assert ck and ck.endswith("checkpoint-4")
+    man = sft.train_sft(p, "wino")
+    assert man["steps"] == 6
+    log = json.loads((sft.stage_dir(p, "wino", "sft") / "log_history.json").read_text())
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]   # 1-4 kept from the checkpoint, not redone
+
+
+def test_non_finite_loss_stops_with_message(tmp_path):
+    cb = sft.finite_loss_callback("SFT", "hd-0.2", tmp_path)
+    state = type("S", (), {"global_step": 7})()
+    with pytest.raises(sft.TrainingError, match=r"SFT on variant 'hd-0.2' stopped: loss = nan at step 7"):
+        cb.on_log(None, state, None, logs={"loss": float("nan")})
+    cb.on_log(None, state, None, logs={"loss": 1.0})
+
+
+def test_missing_model_and_variant_errors(tiny_built):
+    from hetfb_utils.models import ModelError
+    p0 = tiny_built[0]
+    p = load_params("tiny", [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}",
+                             "model.name_or_path=/nonexistent/model"])
+    with pytest.raises(ModelError, match="nonexistent.*smollm2-135m-instruct"):
+        load_causal_lm(p)
+    with pytest.raises(FileNotFoundError, match="hd-0.3"):
+        sft.train_sft(p0, "hd-0.3")
+    with pytest.raises(sft.TrainingError, match="has not been trained"):
+        rl.train_ppo(p0, "wino")
+
+
+@pytest.mark.slow
+def test_embedded_model_generates(tmp_path):
+    p = load_params("quickstart", [f"output_root={tmp_path}"])
+    tok = load_tokenizer(base_model_path(p))
+    from hetfb_utils.evaluation import generate_greedy
+    from hetfb_utils.models import format_prompt
+    ans = generate_greedy(load_causal_lm(p), tok, [format_prompt(tok, "What is a GPU?", "[]", p)], 16)[0]
+    assert "GPU" in ans or "Graphics" in ans
+    assert torch.get_default_dtype() == torch.float32
