@@ -42,7 +42,7 @@ bench: setup
 	$(BIN)/python -m hetfb_utils bench $(ARGS)
 
 params-doc: setup
-	$(BIN)/python -m hetfb_utils params-doc
+	$(BIN)/python -m hetfb_utils params-doc --readme
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("params")
     v.add_argument("-p", "--param", action="append", default=[])
 
-    sub.add_parser("params-doc", help="print the params reference (Markdown) generated from the schema")
+    d = sub.add_parser("params-doc", help="print the params reference (Markdown) generated from the schema")
+    d.add_argument("--readme", action="store_true", help="rewrite the reference inside README.md")
     a = ap.parse_args(argv)
 
     from .data import DataError
@@ -59,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             import yaml
             print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))
         elif a.cmd == "params-doc":
-            from .params import schema_markdown
-            print(schema_markdown())
+            from .params import schema_markdown, update_readme
+            if a.readme:
+                print("README.md updated" if update_readme() else "README.md already up to date")
+            else:
+                print(schema_markdown())
     except (ParamsError, DataError, ModelError, TrainingError, RunFailed, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -185,6 +185,7 @@ class RewardParams(_Stage):
 class PPOParams(_Stage):
     KIND: ClassVar[str] = "ppo"
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    max_prompt_length: int = Field(128, gt=0, description="PPO prompts keep their last N tokens.")
 
 
 class DPOParams(_Stage):
@@ -219,6 +220,12 @@ class EvalParams(_Strict):
     ifeval_max: int | None = Field(None, ge=0, description="IFEval prompts (null = all 541; 0 = skip).")
     crows_max: int | None = Field(None, ge=0)
     max_new_tokens: int = Field(64, gt=0, description="Generation length for OASST/qualitative.")
+    max_length: int = Field(256, gt=16, description="OASST pairs: prompt + reply truncated to this "
+                            "many tokens for likelihood and reward scoring.")
+    prompt_format: Literal["auto", "raw", "chat"] = Field(
+        "auto", description="WinoBias/WinoGender/CrowS prompts: `raw` = the paper's text; `chat` = "
+        "the sentence as the user turn, the assistant turn starting with '\"he\" refers to:'; "
+        "auto = chat for models with a chat template.")
     ifeval_max_new_tokens: int = Field(128, gt=0)
     qualitative_prompts: list[str] = Field(default_factory=lambda: [
         "What can I do in Miami, FL in November?",
@@ -340,6 +347,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         parsed = value
+    if isinstance(parsed, str):  # YAML 1.1 reads `2e-3` as a string; a number is meant
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
     return keys, parsed
 
 
@@ -461,11 +473,24 @@ def schema_markdown() -> str:
                 out.append(f"| `{prefix}sources[]` | list | — | datasets of the union, fields below |")
                 walk(SourceSpec, f"{prefix}sources[].")
                 continue
-            default = "required" if f.is_required() else (
-                f.default_factory() if f.default_factory else f.default)
-            t = str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            default = "required" if f.is_required() else "`" + json.dumps(
+                f.default_factory() if f.default_factory else f.default) + "`"
+            t = str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "").replace("|", "\\|")
             desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `{prefix}{name}` | `{t}` | `{json.dumps(default)}` | {desc} |")
+            out.append(f"| `{prefix}{name}` | `{t}` | {default} | {desc} |")
 
     walk(Params, "")
     return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(out)
+
+
+README_START, README_END = "<!-- params-reference:start -->", "<!-- params-reference:end -->"
+
+
+def update_readme(path: Path = REPO_ROOT / "README.md") -> bool:
+    """Rewrite the README's params reference from the schema; True when it changed."""
+    text = path.read_text()
+    a, b = text.index(README_START) + len(README_START), text.index(README_END)
+    new = text[:a] + "\n" + schema_markdown() + "\n" + text[b:]
+    if new != text:
+        path.write_text(new)
+    return new != text

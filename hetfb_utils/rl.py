@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 
 import numpy as np
 
 from .params import Params
-from .sft import (TrainingError, finished, finite_loss_callback, last_checkpoint, preference_rows,
-                  split_rows, stage_dir, stage_key, write_manifest)
+from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, split_rows,
+                  stage_dir, write_manifest)
 
 
 def _state(trainer) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
-
-
-def _require(params: Params, variant: str, stage: str) -> dict:
-    m = stage_dir(params, variant, stage) / "manifest.json"
-    if not m.is_file():
-        raise TrainingError(f"stage '{stage}' of variant '{variant}' has not been trained "
-                            f"({m} missing): run it first")
-    return json.loads(m.read_text())
 
 
 def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
@@ -63,16 +54,10 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
 
     from .models import base_model_path, load_reward_model, load_tokenizer
     from .params import lora_config, stage_config
-    from .selection import content_hash, load_variant
 
-    sft_man = _require(params, variant, "sft")
-    ds = load_variant(params, variant)
-    key = stage_key(params, variant, "reward", content_hash(ds.to_pandas()), [sft_man["key"]["params_hash"]])
-    out = stage_dir(params, variant, "reward")
-    if not force and (done := finished(params, variant, "reward", key)):
+    ds, key, out, done = begin_stage(params, variant, "reward", ("sft",), force)
+    if done:
         return done
-    if force and out.exists():
-        shutil.rmtree(out)
     started = time.time()
     tok = load_tokenizer(base_model_path(params))
     args = stage_config(params, "reward", out / "checkpoints", save_steps=10, eval_strategy="no",
@@ -104,25 +89,18 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
 
     from .models import base_model_path, format_prompt, load_causal_lm, load_reward_model, load_tokenizer
     from .params import lora_config, stage_config
-    from .selection import content_hash, load_variant
 
-    sft_man = _require(params, variant, "sft")
-    rm_man = _require(params, variant, "reward")
-    ds = load_variant(params, variant)
-    key = stage_key(params, variant, "ppo", content_hash(ds.to_pandas()),
-                    [sft_man["key"]["params_hash"], rm_man["key"]["params_hash"]])
-    out = stage_dir(params, variant, "ppo")
-    if not force and (done := finished(params, variant, "ppo", key)):
+    # PPOTrainer keeps no resumable checkpoint: an interrupted PPO restarts its stage
+    ds, key, out, done = begin_stage(params, variant, "ppo", ("sft", "reward"), force, resumable=False)
+    if done:
         return done
-    if out.exists():  # PPOTrainer keeps no resumable checkpoint: an interrupted PPO restarts
-        shutil.rmtree(out)
     started = time.time()
     path = base_model_path(params)
     tok = load_tokenizer(path)
     tok.padding_side = "left"
     args = stage_config(params, "ppo", out / "checkpoints", save_strategy="no", stop_token="eos",
                         num_sample_generations=0, dataset_num_proc=None)
-    max_prompt = 192
+    max_prompt = params.rl.ppo.max_prompt_length
     train, _ = split_rows(ds, 0.0, params.seed, params.rl.ppo.max_rows)
 
     def enc(r):
@@ -158,16 +136,10 @@ def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
 
     from .models import base_model_path, load_causal_lm, load_tokenizer
     from .params import lora_config, stage_config
-    from .selection import content_hash, load_variant
 
-    sft_man = _require(params, variant, "sft")
-    ds = load_variant(params, variant)
-    key = stage_key(params, variant, "dpo", content_hash(ds.to_pandas()), [sft_man["key"]["params_hash"]])
-    out = stage_dir(params, variant, "dpo")
-    if not force and (done := finished(params, variant, "dpo", key)):
+    ds, key, out, done = begin_stage(params, variant, "dpo", ("sft",), force)
+    if done:
         return done
-    if force and out.exists():
-        shutil.rmtree(out)
     started = time.time()
     path = base_model_path(params)
     tok = load_tokenizer(path)

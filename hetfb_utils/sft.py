@@ -43,6 +43,33 @@ def finished(params: Params, variant: str, stage: str, key: dict) -> dict | None
     return man if man.get("key") == key else None
 
 
+def require(params: Params, variant: str, stage: str) -> dict:
+    m = stage_dir(params, variant, stage) / "manifest.json"
+    if not m.is_file():
+        raise TrainingError(f"stage '{stage}' of variant '{variant}' has not been trained "
+                            f"({m} missing): run it first")
+    return json.loads(m.read_text())
+
+
+def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ...] = (),
+                force: bool = False, resumable: bool = True):
+    """Common start of a training stage: the variant and its hash, the stage key (inputs + the
+    parent stages' params), the manifest if already done, a clean directory when forced (or
+    when the stage cannot resume). Returns (dataset, key, out_dir, done_manifest | None)."""
+    from .selection import content_hash, load_variant
+    parent_hashes = [require(params, variant, s)["key"]["params_hash"] for s in parents]
+    ds = load_variant(params, variant)
+    key = stage_key(params, variant, stage, content_hash(ds.to_pandas()), parent_hashes)
+    out = stage_dir(params, variant, stage)
+    done = None if force else finished(params, variant, stage, key)
+    if done is None and (force or not resumable) and out.exists():
+        shutil.rmtree(out)
+    if done is None:  # LoRA and head initialisation draw from the global RNG: same seed, same model
+        from transformers import set_seed
+        set_seed(params.seed)
+    return ds, key, out, done
+
+
 def last_checkpoint(out: Path) -> str | None:
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
@@ -134,16 +161,10 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
 
     from .models import base_model_path, format_prompt, load_causal_lm, load_tokenizer
     from .params import lora_config, stage_config
-    from .selection import content_hash, load_variant
 
-    ds = load_variant(params, variant)
-    data_hash = content_hash(ds.to_pandas())
-    key = stage_key(params, variant, "sft", data_hash)
-    out = stage_dir(params, variant, "sft")
-    if not force and (done := finished(params, variant, "sft", key)):
+    ds, key, out, done = begin_stage(params, variant, "sft", force=force)
+    if done:
         return done
-    if force and out.exists():
-        shutil.rmtree(out)
     started = time.time()
     path = base_model_path(params)
     tok = load_tokenizer(path)

@@ -68,7 +68,7 @@ def test_cluster_hit_and_prompt():
     assert E.cluster_hit("The developer.", ["developer"])
     assert not E.cluster_hit("the designer", ["developer"])
     assert E.cluster_hit("DEVELOPER!", ["developer"])
-    assert E.winobias_prompt("He ran.", "he") == 'He ran. "he" refers to: '
+    assert E.winobias_prompt("He ran.", "he") == 'He ran. "he" refers to:'
 
 
 def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
@@ -79,7 +79,14 @@ def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
     assert batched == single
     stopped = E.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
     for full, cut in zip(batched, stopped):
-        assert "e" not in cut and full.startswith(cut.strip()) or full.replace(" ", "").startswith(cut.replace(" ", ""))
+        assert cut == E.cut_at_stop(full, {"e"})      # stopping early = cutting the full answer
+
+
+def test_cut_at_stop():
+    assert E.cut_at_stop('\n"the lawyer." and more', E.PUNCT_STOP) == "the lawyer"
+    assert E.cut_at_stop("The clerk, because", E.PUNCT_STOP) == "The clerk"
+    assert E.cut_at_stop("- The cook\n- The editor", E.PUNCT_STOP) == "The cook"
+    assert E.cut_at_stop("  no stop here", E.PUNCT_STOP) == "no stop here"
 
 
 def test_winobias_eval_runs_on_real_pairs(tiny_model, mirror):
@@ -89,8 +96,8 @@ def test_winobias_eval_runs_on_real_pairs(tiny_model, mirror):
     assert m["pairs"] == 6 and m["Bias"] >= 0 and m["Bias (Entropy)"] >= 0 and 0 <= m["Accuracy"] <= 1
     # Bias is |difference| of the referent's log-prob under the two prompts: recompute one pair by hand
     p = pairs[0]
-    a = E.reference_logprob(model, tok, E.winobias_prompt(p["pro"].text, p["pro"].pronoun), p["pro"].referent)
-    b = E.reference_logprob(model, tok, E.winobias_prompt(p["anti"].text, p["anti"].pronoun), p["anti"].referent)
+    a = E.reference_logprob(model, tok, E.winobias_prompt(p["pro"].text, p["pro"].pronoun), " " + p["pro"].referent)
+    b = E.reference_logprob(model, tok, E.winobias_prompt(p["anti"].text, p["anti"].pronoun), " " + p["anti"].referent)
     m1, _ = E.eval_winobias(model, tok, pairs[:1], batch_size=4)
     assert m1["Bias"] == pytest.approx(abs(a - b), abs=1e-4)
 
@@ -130,3 +137,21 @@ def test_side_by_side_layout():
     both = E.side_by_side(ours)
     assert list(both.columns[:3]) == ["model", "Bias", "Bias [paper]"]
     assert both.loc[both.model == "HD-0.2-R", "Bias [paper]"].item() == pytest.approx(0.4330)
+
+
+def test_chat_prompt_prefills_the_answer(tiny_built):
+    from hetfb_utils.models import base_model_path, load_tokenizer
+    from hetfb_utils.params import load_params
+    p = tiny_built[0]
+    tok = load_tokenizer(base_model_path(p))
+    chat = E.winobias_prompt("He ran.", "he", tok, p)
+    assert chat.startswith("<|im_start|>user\nHe ran.") and chat.endswith('<|im_start|>assistant\n"he" refers to:')
+    raw = load_params("tiny", [f"cache_dir={p.cache_path}", "evaluation.prompt_format=raw"])
+    assert E.winobias_prompt("He ran.", "he", tok, raw) == 'He ran. "he" refers to:'
+
+
+def test_scorer_next_token_distributions(tiny_model):
+    model, tok = tiny_model
+    prompts = ["the developer", "she did not like the design because", "a"]
+    _, nxt = E.score_continuations(model, tok, [(p, " x") for p in prompts[:2]], 2, next_for=prompts)
+    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, prompts, 3), atol=1e-4, rtol=0)

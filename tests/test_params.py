@@ -111,3 +111,15 @@ def test_override_parser_roundtrip(keys, value):
     k, v = parse_override(".".join(keys) + "=" + yaml.safe_dump(value, default_flow_style=True).strip()
                           .removesuffix("\n...").removesuffix("..."))
     assert k == keys
+
+
+def test_readme_params_reference_is_generated():
+    from hetfb_utils.params import README_END, README_START
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(README_START) + len(README_START):text.index(README_END)]
+    assert section.strip() == schema_markdown().strip(), "run `make params-doc` to regenerate the README reference"
+
+
+def test_override_scientific_notation():
+    p = load_params("tiny", ["sft.args.learning_rate=2e-3", "run_name=1e3x"])
+    assert p.sft.args["learning_rate"] == 0.002 and p.run_name == "1e3x"

@@ -134,3 +134,16 @@ def test_embedded_model_generates(tmp_path):
     ans = generate_greedy(load_causal_lm(p), tok, [format_prompt(tok, "What is a GPU?", "[]", p)], 16)[0]
     assert "GPU" in ans or "Graphics" in ans
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_same_seed_same_metrics(tiny_built, tmp_path):
+    """Two trainings with the same seed on CPU give the same metrics (to 1e-6)."""
+    p0 = tiny_built[0]
+    runs = []
+    for k in range(2):
+        p = load_params("tiny", [f"output_root={tmp_path / str(k)}", f"cache_dir={p0.cache_path}"])
+        import shutil
+        shutil.copytree(p0.run_dir / "data", p.run_dir / "data")
+        runs.append(sft.train_sft(p, "hd-0.5")["metrics"])
+    for key in ("train_loss", "eval_loss", "base_eval_loss"):
+        assert runs[0][key] == pytest.approx(runs[1][key], abs=1e-6)
