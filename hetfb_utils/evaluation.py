@@ -417,14 +417,38 @@ def eval_crows(model, tok, df: pd.DataFrame, batch_size: int,
 
 
 # --------------------------------------------------------------------------- IFEval
+IFEVAL_NEEDS_PUNKT = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}
+
+
 def ifeval_checker():
     """The official verifiable-instruction checkers (google-research, as packaged in lm-eval)."""
+    import contextlib
+    import io
     try:
-        from lm_eval.tasks.ifeval import utils as ifeval_utils
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from lm_eval.tasks.ifeval import utils as ifeval_utils  # tries nltk.download at import
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"IFEval needs lm-eval's ifeval task (pip install lm-eval langdetect "
-                           f"immutabledict nltk and the nltk 'punkt_tab' data): {e}") from None
+                           f"immutabledict nltk): {type(e).__name__}: {e}") from None
     return ifeval_utils
+
+
+def punkt_available() -> bool:
+    try:
+        import nltk
+        nltk.data.find("tokenizers/punkt_tab")
+        return True
+    except (ImportError, LookupError):
+        return False
+
+
+def ifeval_usable(rows: list[dict]) -> tuple[list[dict], int]:
+    """Rows the checkers can score here: without NLTK's punkt_tab data (offline), the two
+    instruction types that split sentences cannot be checked; their prompts are skipped, counted."""
+    if punkt_available():
+        return rows, 0
+    keep = [r for r in rows if not IFEVAL_NEEDS_PUNKT & set(r["instruction_id_list"])]
+    return keep, len(rows) - len(keep)
 
 
 def eval_ifeval(model, tok, rows: list[dict], params: Params, batch_size: int) -> tuple[dict, pd.DataFrame]:
@@ -514,10 +538,12 @@ def eval_data(params: Params) -> dict:
     if ev.oasst_max_pairs and len(oasst) > ev.oasst_max_pairs:
         oasst = oasst.sample(n=ev.oasst_max_pairs, random_state=params.seed)
     ifeval = D.load_ifeval(params) if ev.ifeval_max != 0 else []
+    ifeval, ifeval_skipped = ifeval_usable(ifeval)
     if ev.ifeval_max:
         ifeval = ifeval[:ev.ifeval_max]
     return {"winobias": wb, "winogender": (wg, stats), "winogrande": wgr, "crows": crows,
-            "oasst": oasst.reset_index(drop=True), "ifeval": ifeval, "drops": drops.frame(),
+            "oasst": oasst.reset_index(drop=True), "ifeval": ifeval, "ifeval_skipped_needs_punkt": ifeval_skipped,
+            "drops": drops.frame(),
             "key": _key(ev.model_dump(mode="json"), params.seed, len(wb), len(wg), len(wgr), len(crows),
                         len(oasst), len(ifeval), list(oasst.get("prompt_id", [])))}
 
@@ -592,6 +618,7 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
                    "answers": generate_greedy(model, tok, prompts, ev.max_new_tokens, bs)}
         else:
             val, _ = eval_ifeval(model, tok, data["ifeval"], params, bs)
+            val["skipped_needs_punkt"] = data["ifeval_skipped_needs_punkt"]
         val["seconds"] = round(time.time() - t0, 2)
         cache.put(val, fp, m, keys[m])
         results[m] = val

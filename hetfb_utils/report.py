@@ -86,7 +86,9 @@ def save_table(df: pd.DataFrame, name: str, params: Params, *, floatfmt: str = "
     md = []
     if caption:
         md.append(f"**{caption}**\n")
-    md.append(df.to_markdown(index=False, floatfmt=floatfmt) if not df.empty else "_(empty)_")
+    flat = df.apply(lambda c: c.str.replace("\n", "<br>", regex=False) if c.dtype == object and
+                    c.map(lambda x: isinstance(x, str)).all() else c)  # one table row per row
+    md.append(flat.to_markdown(index=False, floatfmt=floatfmt) if not df.empty else "_(empty)_")
     md.append("\n" + stamp_line(params, **extra) + "\n")
     atomic_write_text("\n".join(md), tdir / f"{name}.md")
     return tdir / f"{name}.csv"

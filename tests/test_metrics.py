@@ -155,3 +155,14 @@ def test_scorer_next_token_distributions(tiny_model):
     prompts = ["the developer", "she did not like the design because", "a"]
     _, nxt = E.score_continuations(model, tok, [(p, " x") for p in prompts[:2]], 2, next_for=prompts)
     torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, prompts, 3), atol=1e-4, rtol=0)
+
+
+def test_ifeval_official_checker_and_offline_skips(mirror):
+    rows = D.load_ifeval()
+    usable, skipped = E.ifeval_usable(rows)
+    if not E.punkt_available():
+        assert skipped == sum(bool(E.IFEVAL_NEEDS_PUNKT & set(r["instruction_id_list"])) for r in rows) > 0
+    utils = E.ifeval_checker()
+    doc = {"key": 1, "prompt": "x", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    assert utils.process_results(doc, ["no commas here"])["prompt_level_strict_acc"] is True
+    assert utils.process_results(doc, ["a, b"])["prompt_level_strict_acc"] is False

@@ -23,7 +23,7 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
     t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
     assert list(t1["model"]) == ["Base", "S", "R", "HD-0.5-S", "HD-0.5-R", "HD-1.0-S", "HD-1.0-R"]
     assert t1[["Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity"]].notna().all().all()
-    for f in ("table1_side_by_side.md", "winogender.csv", "winogrande.csv", "oasst_heldout.csv", "crows_pairs.csv",
+    for f in ("table1_side_by_side.md", "ifeval.csv", "winogender.csv", "winogrande.csv", "oasst_heldout.csv", "crows_pairs.csv",
               "qualitative.csv", "training_summary.csv", "01_union_composition.csv", "02_variant_sizes.csv"):
         assert (run / "tables" / f).is_file(), f
     for f in ("01_union.png", "02_selection_projection.png", "05_metrics_vs_fraction.png", "05_heatmap.png"):
