@@ -52,6 +52,19 @@ def _ids(tok, text: str, special: bool) -> list[int]:
     return tok(text, add_special_tokens=special).input_ids
 
 
+def pad_batch(seqs: list[list[int]], pad: int, left: bool):
+    """(input_ids, attention_mask) of token lists padded to the longest, on the left or right."""
+    import torch
+    L = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for j, x in enumerate(seqs):
+        sl = slice(L - len(x), L) if left else slice(0, len(x))
+        ids[j, sl] = torch.tensor(x, dtype=torch.long)
+        mask[j, sl] = 1
+    return ids, mask
+
+
 def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: int = 16,
                         return_counts: bool = False, next_for: list[str] | None = None):
     """Sum of log p(continuation tokens | prompt) for many (prompt, continuation) pairs.
@@ -83,13 +96,8 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     dev = model.device
     for s in range(0, len(order), batch_size):
         chunk = order[s:s + batch_size]
-        P = max(len(p_ids[p]) for p in chunk)
-        ids = torch.full((len(chunk), P), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), P), dtype=torch.long)
-        for j, p in enumerate(chunk):
-            x = p_ids[p]
-            ids[j, P - len(x):] = torch.tensor(x)
-            mask[j, P - len(x):] = 1
+        ids, mask = pad_batch([p_ids[p] for p in chunk], pad, left=True)
+        P = ids.shape[1]
         with torch.no_grad():
             res = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=True)
         first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
@@ -107,12 +115,8 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
             continue
         cache = res.past_key_values
         cache.reorder_cache(torch.tensor([j for j, _, _ in rest], device=dev))
-        C = max(len(c) - 1 for _, _, c in rest)
-        cin = torch.full((len(rest), C), pad, dtype=torch.long)
-        cmask = torch.zeros((len(rest), C), dtype=torch.long)
-        for r, (_, _, c) in enumerate(rest):
-            cin[r, :len(c) - 1] = torch.tensor(c[:-1])
-            cmask[r, :len(c) - 1] = 1
+        cin, cmask = pad_batch([c[:-1] for _, _, c in rest], pad, left=False)
+        C = cin.shape[1]
         full_mask = torch.cat([mask[[j for j, _, _ in rest]], cmask], dim=1)
         pos = torch.arange(P, P + C).unsqueeze(0).expand(len(rest), C)
         with torch.no_grad():
@@ -137,12 +141,7 @@ def next_token_logprobs(model, tok, prompts: list[str], batch_size: int = 16):
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
-        L = max(len(enc[i]) for i in idx)
-        ids = torch.full((len(idx), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), L), dtype=torch.long)
-        for j, i in enumerate(idx):
-            ids[j, :len(enc[i])] = torch.tensor(enc[i])
-            mask[j, :len(enc[i])] = 1
+        ids, mask = pad_batch([enc[i] for i in idx], pad, left=False)
         with torch.no_grad():
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
         for j, i in enumerate(idx):
