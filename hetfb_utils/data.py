@@ -131,6 +131,16 @@ def iter_jsonl(lines: Iterable[str], source: str, drops: Drops) -> Iterator[dict
         yield row
 
 
+def jsonl_rows(path: Path) -> list[dict]:
+    """Rows of a local JSONL file; malformed lines are skipped and passed on as one
+    `{"__malformed__": n}` marker that the format parsers count as drops."""
+    drops = Drops()
+    rows = list(iter_jsonl(read_text_lines(path), str(path), drops))
+    if drops.counts:
+        rows.append({"__malformed__": sum(drops.counts.values())})
+    return rows
+
+
 def hub_rows(dataset_id: str, config: str | None, split: str) -> list[dict]:
     from datasets import load_dataset
     try:
@@ -148,11 +158,7 @@ def read_table(path: str, split: str | None = None) -> list[dict]:
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".json"):
-            drops = Drops()
-            rows = list(iter_jsonl(read_text_lines(p), str(p), drops))
-            if drops.counts:
-                rows.append({"__malformed__": sum(drops.counts.values())})
-            return rows
+            return jsonl_rows(p)
         if suffix in (".csv", ".tsv"):
             return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",").to_dict("records")
         if suffix == ".parquet":
@@ -171,12 +177,7 @@ def load_winogrande_rows(split: str, root: Path | None) -> list[dict]:
     if split not in WINOGRANDE_SPLITS:
         raise DataError(f"winogrande split '{split}' unknown; use one of {WINOGRANDE_SPLITS}")
     if root is not None:
-        drops = Drops()
-        rows = list(iter_jsonl(read_text_lines(mirror_file(root, f"winogrande/{split}.jsonl")),
-                               "winogrande", drops))
-        for (_, reason), n in drops.counts.items():
-            rows.append({"__malformed__": n})
-        return rows
+        return jsonl_rows(mirror_file(root, f"winogrande/{split}.jsonl"))
     if split == "validation":
         return hub_rows("allenai/winogrande", "winogrande_debiased", "validation")
     return hub_rows("allenai/winogrande", "winogrande_" + split.split("_")[1], "train")
@@ -216,16 +217,11 @@ def parse_winogrande(rows: Iterable[dict], source: str, drops: Drops) -> list[di
 def load_oasst_rows(split: str, root: Path | None) -> list[dict]:
     if root is not None:
         name = {"validation": "oasst1/validation_en.jsonl", "train": "oasst1/train_en.jsonl"}.get(split)
-        if name is None or not (root / name).is_file():
-            if split == "train":
-                raise DataError(f"the mirror {root} has no OASST1 train split (only validation). "
-                                "Use split: validation with heldout_fraction > 0 to split it by tree, "
-                                "or load from the Hub (unset HETFB_DATA_DIR; needs network).")
-        drops = Drops()
-        rows = list(iter_jsonl(read_text_lines(mirror_file(root, name)), "oasst", drops))
-        if drops.counts:
-            rows.append({"__malformed__": sum(drops.counts.values())})
-        return rows
+        if name is None or (split == "train" and not (root / name).is_file()):
+            raise DataError(f"the mirror {root} has no OASST1 '{split}' split (the shared mirror holds "
+                            "validation only). Use split: validation with heldout_fraction > 0 to split "
+                            "it by tree, or load from the Hub (unset HETFB_DATA_DIR; needs network).")
+        return jsonl_rows(mirror_file(root, name))
     return hub_rows("OpenAssistant/oasst1", None, split)
 
 

@@ -256,3 +256,10 @@ def test_eval_loaders_real(mirror):
     assert len(crows) == 1508 and set(crows["stereo_antistereo"]) == {"stereo", "antistereo"}
     ife = D.load_ifeval()
     assert len(ife) == 541 and {"key", "prompt", "instruction_id_list", "kwargs"} <= set(ife[0])
+
+
+def test_oasst_missing_split_in_mirror(mirror):
+    with pytest.raises(D.DataError, match="no OASST1 'train' split"):
+        D.load_oasst_rows("train", mirror)
+    with pytest.raises(D.DataError, match="no OASST1 'test' split"):
+        D.load_oasst_rows("test", mirror)
