@@ -10,8 +10,6 @@ An `-R` model is the base with the SFT adapter merged and the PPO (or DPO) adapt
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 
 import numpy as np
@@ -19,10 +17,6 @@ import numpy as np
 from .params import Params
 from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, split_rows,
                   stage_dir, write_manifest)
-
-
-def _state(trainer) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
 
 
 def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
@@ -80,7 +74,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
         trainer.model.eval()
         metrics["eval_accuracy"] = pairwise_accuracy(trainer.model, tok, evald, bs, max_len)
     trainer.model.save_pretrained(out)
-    return write_manifest(params, variant, "reward", key, _state(trainer), metrics, started)
+    return write_manifest(params, variant, "reward", key, trainer, metrics, started)
 
 
 # --------------------------------------------------------------------------- PPO
@@ -127,7 +121,7 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
                "reward_second_half": float(np.mean(scores[half:])) if len(scores) > 1 else None,
                "kl_last": log[-1].get("objective/kl") if log else None}
     trainer.policy_model.save_pretrained(out)
-    return write_manifest(params, variant, "ppo", key, _state(trainer), metrics, started)
+    return write_manifest(params, variant, "ppo", key, trainer, metrics, started)
 
 
 # --------------------------------------------------------------------------- DPO
@@ -157,7 +151,7 @@ def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
     metrics = {"train_rows": len(train), "train_loss": result.training_loss,
                "reward_accuracy_last": log[-1]["rewards/accuracies"] if log else None}
     trainer.model.save_pretrained(out)
-    return write_manifest(params, variant, "dpo", key, _state(trainer), metrics, started)
+    return write_manifest(params, variant, "dpo", key, trainer, metrics, started)
 
 
 def train_rl(params: Params, variant: str, force: bool = False) -> list[dict]:

@@ -166,5 +166,5 @@ def run_training(params: Params, stage: str, variant: str, params_file: str, ove
         cmd.append("--force")
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
     from .sft import stage_dir
-    return json.loads((stage_dir(params, variant, "dpo" if stage == "rl" and params.rl.algorithm == "dpo"
-                                 else ("ppo" if stage == "rl" else stage)) / "manifest.json").read_text())
+    final = params.rl.algorithm if stage == "rl" else stage   # the stage whose manifest ends the run
+    return json.loads((stage_dir(params, variant, final) / "manifest.json").read_text())

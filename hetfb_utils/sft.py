@@ -62,10 +62,14 @@ def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ..
     key = stage_key(params, variant, stage, content_hash(ds.to_pandas()), parent_hashes)
     out = stage_dir(params, variant, stage)
     done = None if force else finished(params, variant, stage, key)
-    if done is None and (force or not resumable) and out.exists():
-        shutil.rmtree(out)
-    if done is None:  # LoRA and head initialisation draw from the global RNG: same seed, same model
-        from transformers import set_seed
+    if done is None:
+        started_key = out / "started.json"   # which inputs the checkpoints in `out` belong to
+        same_inputs = started_key.is_file() and json.loads(started_key.read_text()) == key
+        if out.exists() and (force or not resumable or not same_inputs):
+            shutil.rmtree(out)               # never resume a checkpoint of other data or params
+        from .report import atomic_write_json
+        atomic_write_json(key, started_key)
+        from transformers import set_seed    # LoRA / head initialisation: same seed, same model
         set_seed(params.seed)
     return ds, key, out, done
 
@@ -75,10 +79,11 @@ def last_checkpoint(out: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer_state: dict,
+def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer,
                    metrics: dict, started: float) -> dict:
     from .report import atomic_write_json, provenance
     out = stage_dir(params, variant, stage)
+    trainer_state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     log = trainer_state.get("log_history", [])
     atomic_write_json(log, out / "log_history.json")
     man = {"key": key, "stage": stage, "variant": variant, "seed": params.seed,
@@ -185,19 +190,16 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
                          processing_class=tok, peft_config=lora_config(params, "sft", "CAUSAL_LM"),
                          callbacks=[finite_loss_callback("SFT", variant, out)])
     metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
-    if evald is not None and not last_checkpoint(out):
-        metrics["base_eval_loss"] = trainer.evaluate()["eval_loss"]  # LoRA B = 0: the base model
-    elif evald is not None:
-        metrics["base_eval_loss"] = json.loads((out / "base_eval.json").read_text())["loss"] \
-            if (out / "base_eval.json").is_file() else None
-    if "base_eval_loss" in metrics and metrics["base_eval_loss"] is not None:
-        from .report import atomic_write_json
-        atomic_write_json({"loss": metrics["base_eval_loss"]}, out / "base_eval.json")
+    base_file = out / "base_eval.json"
+    if evald is not None:
+        if not base_file.is_file():  # before train(): the fresh LoRA has B = 0, so this is the base model
+            from .report import atomic_write_json
+            atomic_write_json({"loss": trainer.evaluate()["eval_loss"]}, base_file)
+        metrics["base_eval_loss"] = json.loads(base_file.read_text())["loss"]
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics["train_loss"] = result.training_loss
     if evald is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
     trainer.model.save_pretrained(out)
     tok.save_pretrained(out)
-    state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
-    return write_manifest(params, variant, "sft", key, state, metrics, started)
+    return write_manifest(params, variant, "sft", key, trainer, metrics, started)

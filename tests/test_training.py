@@ -147,3 +147,31 @@ def test_same_seed_same_metrics(tiny_built, tmp_path):
         runs.append(sft.train_sft(p, "hd-0.5")["metrics"])
     for key in ("train_loss", "eval_loss", "base_eval_loss"):
         assert runs[0][key] == pytest.approx(runs[1][key], abs=1e-6)
+
+
+def test_changed_inputs_never_resume_a_stale_checkpoint(tiny_built):
+    """Interrupted, then re-run with another learning rate: the old checkpoint is discarded."""
+    from transformers import TrainerCallback
+    p0 = tiny_built[0]
+    base = [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}", "sft.args.max_steps=4",
+            "sft.args.save_steps=2"]
+    p = load_params("tiny", base)
+
+    class Boom(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    orig = sft.finite_loss_callback
+    sft.finite_loss_callback = lambda *a: Boom()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sft.train_sft(p, "hd-1.0", force=True)
+    finally:
+        sft.finite_loss_callback = orig
+    assert sft.last_checkpoint(sft.stage_dir(p, "hd-1.0", "sft"))
+    changed = load_params("tiny", base + ["sft.args.learning_rate=5e-4"])
+    man = sft.train_sft(changed, "hd-1.0")
+    log = json.loads((sft.stage_dir(changed, "hd-1.0", "sft") / "log_history.json").read_text())
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]          # trained from step 1
+    assert all(r["learning_rate"] <= 5e-4 for r in log if "learning_rate" in r)
+    assert man["steps"] == 4
