@@ -639,17 +639,17 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
     sub = data["oasst"].head(params.evaluation.oasst_generate_max)
     prompts = [format_prompt(tok, p, c, params) for p, c in zip(sub["prompt"], sub["context"])]
     bs = params.evaluation.batch_size
+    pairs = []  # the human held-out pairs, formatted once for every variant's reward model
+    for _, r in data["oasst"].iterrows():
+        p = format_prompt(tok, r["prompt"], r["context"], params)
+        pc, c = fit_text(tok, p, r["chosen"], params.evaluation.max_length)
+        _, rj = fit_text(tok, p, r["rejected"], params.evaluation.max_length)
+        pairs.append({"prompt": pc, "chosen": c, "rejected": rj})
     for v in params.train_variants:
         rm_dir = stage_dir(params, v, "reward")
         if not (rm_dir / "manifest.json").is_file():
             continue
         rm = load_reward_model(params, stage_dir(params, v, "sft"), rm_dir)
-        pairs = []
-        for _, r in data["oasst"].iterrows():
-            p = format_prompt(tok, r["prompt"], r["context"], params)
-            pc, c = fit_text(tok, p, r["chosen"], params.evaluation.max_length)
-            _, rj = fit_text(tok, p, r["rejected"], params.evaluation.max_length)
-            pairs.append({"prompt": pc, "chosen": c, "rejected": rj})
         rm_acc = pairwise_accuracy(rm, tok, pairs, bs) if pairs else float("nan")
         base_r = reward_scores(rm, tok, [p + a for p, a in zip(prompts, base["oasst_gen"]["answers"])], bs)
         for r in results:
