@@ -65,19 +65,73 @@ def pad_batch(seqs: list[list[int]], pad: int, left: bool):
     return ids, mask
 
 
+def shared_prefix(seqs: list[list[int]]) -> int:
+    """Length of the token prefix every sequence shares, leaving each at least one token of its own
+    (a chat model's system turn and user header: ~40% of a WinoBias prompt for SmolLM2)."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+class PrefixCache:
+    """The KV cache of a shared token prefix, computed once and copied out per batch. Batches are
+    laid out as [prefix | left-padded suffixes]: the pads sit between the prefix and each row's own
+    tokens, masked out, and explicit position ids keep every real token at its true position."""
+
+    def __init__(self, model, ids: list[int]):
+        import torch
+        self.ids, self.n, self.cache = list(ids), len(ids), None
+        if ids:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
+                            logits_to_keep=1)
+            self.cache = out.past_key_values
+
+    def head(self, rows: int, device):
+        """The prefix token ids repeated for `rows` rows: [rows, n]."""
+        import torch
+        return torch.tensor(self.ids, dtype=torch.long, device=device).view(1, self.n).expand(rows, -1)
+
+    def batch(self, suffixes: list[list[int]], pad: int, device):
+        """(input_ids, attention_mask, position_ids, cache) for the suffix tokens of a batch; the
+        mask and positions cover prefix + suffix, input_ids only the suffix."""
+        import copy
+        import torch
+        ids, smask = pad_batch(suffixes, pad, left=True)
+        mask = torch.cat([torch.ones((len(suffixes), self.n), dtype=torch.long), smask], dim=1)
+        pos = (self.n + smask.cumsum(-1) - 1).masked_fill(smask == 0, 0)
+        cache = None
+        if self.cache is not None:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(len(suffixes))
+        return ids.to(device), mask.to(device), pos.to(device), cache
+
+
 def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: int = 16,
-                        return_counts: bool = False, next_for: list[str] | None = None):
+                        return_counts: bool = False, next_for: list[str] | None = None,
+                        answer: tuple[int, set[str] | None] | None = None):
     """Sum of log p(continuation tokens | prompt) for many (prompt, continuation) pairs.
 
     The prompt is tokenized as the model expects (special tokens included); the continuation
-    without special tokens (no stray BOS inside it). Pairs are grouped by prompt: each distinct
-    prompt is run once (left-padded batches, KV cache kept), its first continuation token is read
-    off the last position, and the remaining continuation tokens of all its continuations run in
-    one more batched pass on the copied cache. Left padding shifts every position of a row by the
-    same amount, which rotary attention does not see, so a row scores exactly as it would alone.
+    without special tokens (no stray BOS inside it). The token prefix all prompts share (a chat
+    template's system turn) runs once (`PrefixCache`). Pairs are grouped by prompt: each distinct
+    prompt runs once (batched, KV cache kept, only the last position's logits computed), its first
+    continuation token is read off that position, and the remaining continuation tokens of all its
+    continuations run in one more batched pass on the copied cache. Every real token sits at its
+    true position, so a row scores exactly as it would alone.
 
     `next_for`: prompts whose whole next-token log-distribution is also returned ([N, vocab],
-    taken from the same forward pass)."""
+    taken from the same forward pass). `answer=(max_new_tokens, stop_at)`: also a greedy answer
+    to each of them, generated on the same prompt cache (as `generate_greedy` would give).
+    Returns scores[, counts][, next-token log-probs][, answers]."""
+    import copy
     import torch
     from collections import defaultdict
     groups: dict[str, list[tuple[int, list[int]]]] = defaultdict(list)
@@ -87,6 +141,7 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
         groups.setdefault(p, [])
     nexts: dict[str, object] = {}
     want = set(next_for or [])
+    answers: dict[str, str] = {}
     p_ids = {p: _ids(tok, p, True) for p in groups}
     longest = {p: max((len(c) for _, c in groups[p]), default=0) for p in groups}
     order = sorted(groups, key=lambda p: (-len(p_ids[p]) - longest[p], -len(p_ids[p])))
@@ -94,12 +149,13 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     counts = np.zeros(len(pairs), dtype=np.int64)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = model.device
+    shared = PrefixCache(model, p_ids[order[0]][:shared_prefix(list(p_ids.values()))] if order else [])
     for s in range(0, len(order), batch_size):
         chunk = order[s:s + batch_size]
-        ids, mask = pad_batch([p_ids[p] for p in chunk], pad, left=True)
-        P = ids.shape[1]
+        ids, mask, pos, cache = shared.batch([p_ids[p][shared.n:] for p in chunk], pad, dev)
         with torch.no_grad():
-            res = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=True)
+            res = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
         rest = []  # (row in chunk, pair index, continuation) with more than one token
         for j, p in enumerate(chunk):
@@ -111,24 +167,35 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
                     out[i] = first[j, c[0]].item()
                 if len(c) > 1:
                     rest.append((j, i, c))
+        cache = res.past_key_values
+        if answer is not None and want.intersection(chunk):
+            full = torch.cat([shared.head(len(chunk), dev), ids], dim=1)
+            gen_cache = copy.deepcopy(cache)
+            gen_cache.crop(-1)                    # generate re-reads the last prompt token only
+            texts = _greedy(model, tok, full, mask, gen_cache, *answer)
+            answers.update((p, t) for p, t in zip(chunk, texts) if p in want)
         if not rest:
             continue
-        cache = res.past_key_values
-        cache.reorder_cache(torch.tensor([j for j, _, _ in rest], device=dev))
-        cin, cmask = pad_batch([c[:-1] for _, _, c in rest], pad, left=False)
-        C = cin.shape[1]
-        full_mask = torch.cat([mask[[j for j, _, _ in rest]], cmask], dim=1)
-        pos = torch.arange(P, P + C).unsqueeze(0).expand(len(rest), C)
-        with torch.no_grad():
-            logits = model(input_ids=cin.to(dev), attention_mask=full_mask.to(dev), past_key_values=cache,
-                           position_ids=pos.to(dev), use_cache=True).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
-        for r, (_, i, c) in enumerate(rest):
-            tgt = torch.tensor(c[1:], device=logp.device)
-            out[i] += logp[r, torch.arange(len(c) - 1, device=logp.device), tgt].sum().item()
+        rest.sort(key=lambda x: -len(x[2]))
+        for r0 in range(0, len(rest), batch_size):  # continuations in batches too (WinoGrande: one prompt)
+            part = rest[r0:r0 + batch_size]
+            rows = torch.tensor([j for j, _, _ in part], device=dev)
+            sub = copy.deepcopy(cache) if len(rest) > batch_size else cache
+            sub.reorder_cache(rows)
+            cin, cmask = pad_batch([c[:-1] for _, _, c in part], pad, left=False)
+            cpos = pos[rows, -1:] + 1 + torch.arange(cin.shape[1], device=dev).unsqueeze(0)
+            with torch.no_grad():
+                logits = model(input_ids=cin.to(dev), attention_mask=torch.cat([mask[rows], cmask.to(dev)], dim=1),
+                               past_key_values=sub, position_ids=cpos, use_cache=True).logits.float()
+            tgt, _ = pad_batch([c[1:] for _, _, c in part], 0, left=False)
+            picked = logits.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+            for r, (_, i, c) in enumerate(part):
+                out[i] += picked[r, :len(c) - 1].sum().item()
     result = (out, counts) if return_counts else (out,)
     if next_for is not None:
         result += (torch.stack([nexts[p] for p in next_for]) if next_for else torch.zeros(0),)
+        if answer is not None:
+            result += ([answers[p] for p in next_for],)
     return result if len(result) > 1 else result[0]
 
 
@@ -165,41 +232,45 @@ def reference_logprob(model, tok, prompt: str, continuation: str) -> float:
 
 def generate_greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
                     stop_at: set[str] | None = None, progress: bool = False) -> list[str]:
-    """Greedy answers in left-padded batches; a row stops at EOS or at the first character of
-    `stop_at` (its text is cut there); the batch ends when every row has stopped."""
+    """Greedy answers in batches laid out as [shared prefix | left-padded prompt suffixes] (the
+    prefix KV cache computed once, see `PrefixCache`); a row stops at EOS or at the first character
+    of `stop_at` (its text is cut there); the batch ends when every row has stopped."""
+    import torch
+    from tqdm.auto import tqdm
+    outs: list[str] = [""] * len(prompts)
+    enc = [_ids(tok, p, True) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(enc[i]))
+    shared = PrefixCache(model, enc[0][:shared_prefix(enc)] if enc else [])
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
+        idx = order[s:s + batch_size]
+        ids, mask, _, cache = shared.batch([enc[i][shared.n:] for i in idx], pad, model.device)
+        ids = torch.cat([shared.head(len(idx), model.device), ids], dim=1)
+        for i, text in zip(idx, _greedy(model, tok, ids, mask, cache, max_new_tokens, stop_at)):
+            outs[i] = text
+    return outs
+
+
+def _greedy(model, tok, ids, mask, cache, max_new_tokens: int, stop_at: set[str] | None) -> list[str]:
+    """HF greedy `generate` for one batch (`cache`: KV of all but the uncached tail of `ids`, or
+    None), with a per-row stop at the first character of `stop_at`."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
+    start = ids.shape[1]
 
     class StopChars(StoppingCriteria):
-        def __init__(self, start: int):
-            self.start = start
-
         def __call__(self, input_ids, scores, **kw):
-            texts = tok.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+            texts = tok.batch_decode(input_ids[:, start:], skip_special_tokens=True)
             return torch.tensor([has_stop(t, stop_at) for t in texts], device=input_ids.device)
 
-    side = tok.padding_side
-    tok.padding_side = "left"
-    outs: list[str] = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    try:
-        from tqdm.auto import tqdm
-        for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
-            idx = order[s:s + batch_size]
-            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                      add_special_tokens=True).to(model.device)
-            start = enc.input_ids.shape[1]
-            crit = StoppingCriteriaList([StopChars(start)]) if stop_at else None
-            with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                     stopping_criteria=crit, temperature=None, top_p=None, top_k=None)
-            for j, i in enumerate(idx):
-                text = tok.decode(gen[j, start:], skip_special_tokens=True)
-                outs[i] = cut_at_stop(text, stop_at) if stop_at else text.strip()
-    finally:
-        tok.padding_side = side
-    return outs
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    with torch.no_grad():
+        gen = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                             eos_token_id=tok.eos_token_id, temperature=None, top_p=None, top_k=None,
+                             stopping_criteria=StoppingCriteriaList([StopChars()]) if stop_at else None)
+    texts = tok.batch_decode(gen[:, start:], skip_special_tokens=True)
+    return [cut_at_stop(t, stop_at) if stop_at else t.strip() for t in texts]
 
 
 _LEAD = " \t\n\"'-*:•"
@@ -281,11 +352,11 @@ def eval_winobias(model, tok, pairs: list[dict], batch_size: int,
             jobs.append((prompt, " " + s.referent)); owners.append((k, side, "ref"))
             for w in s.cluster_words:
                 jobs.append((prompt, " " + w)); owners.append((k, side, "cluster"))
-    scores, logp = score_continuations(model, tok, jobs, batch_size, next_for=pro_prompts + anti_prompts)
+    scores, logp, gens = score_continuations(model, tok, jobs, batch_size, next_for=pro_prompts + anti_prompts,
+                                             answer=(10, PUNCT_STOP))
     acc = {(k, side, kind): 0.0 for k in range(len(pairs)) for side in ("pro", "anti") for kind in ("ref", "cluster")}
     for (k, side, kind), v in zip(owners, scores):
         acc[(k, side, kind)] += v
-    gens = generate_greedy(model, tok, pro_prompts + anti_prompts, 10, batch_size, stop_at=PUNCT_STOP)
     n = len(pairs)
     pro_gen, anti_gen = gens[:n], gens[n:]
     pro_ok = [cluster_hit(g, [w for w in p["pro"].referent_words if w.lower() not in ARTICLES])
@@ -547,14 +618,32 @@ def eval_data(params: Params) -> dict:
                         len(oasst), len(ifeval), list(oasst.get("prompt_id", [])))}
 
 
-def oasst_likelihood_accuracy(model, tok, df: pd.DataFrame, params: Params, batch_size: int) -> float:
+def oasst_pairs(tok, df: pd.DataFrame, params: Params) -> list[dict]:
+    """The held-out human pairs formatted and fitted to `evaluation.max_length` exactly as the
+    reward model and DPO see their training pairs (`sft.preference_rows`)."""
+    from datasets import Dataset
+    from .sft import preference_rows
+    if not len(df):
+        return []
+    ds = Dataset.from_pandas(df[["prompt", "context", "chosen", "rejected"]].reset_index(drop=True))
+    return preference_rows(ds, tok, params, params.evaluation.max_length).to_list()
+
+
+def oasst_gen_prompts(tok, df: pd.DataFrame, params: Params) -> list[str]:
+    """The held-out prompts answered by every model (their end kept, so prompt + answer fits
+    `evaluation.max_length`): shared by the generation and the reward-model judgements."""
     from .models import format_prompt
     from .sft import fit_text
-    jobs = []
-    for _, r in df.iterrows():
-        prompt = format_prompt(tok, r["prompt"], r["context"], params)
-        for resp in (r["chosen"], r["rejected"]):
-            jobs.append(fit_text(tok, prompt, resp, params.evaluation.max_length))
+    ev = params.evaluation
+    sub = df.head(ev.oasst_generate_max)
+    return [fit_text(tok, format_prompt(tok, p, c, params), "", ev.max_length - ev.max_new_tokens)[0]
+            for p, c in zip(sub["prompt"], sub["context"])]
+
+
+def oasst_likelihood_accuracy(model, tok, df: pd.DataFrame, params: Params, batch_size: int) -> float:
+    """Share of human pairs whose chosen reply has the higher mean per-token log-likelihood."""
+    pairs = oasst_pairs(tok, df, params)
+    jobs = [(r["prompt"], reply) for r in pairs for reply in (r["chosen"], r["rejected"])]
     s, n = score_continuations(model, tok, jobs, batch_size, return_counts=True)
     mean = s / np.maximum(n, 1)
     return float(np.mean(mean[0::2] > mean[1::2]))
@@ -566,6 +655,7 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
     from .models import format_prompt, load_causal_lm, load_tokenizer, base_model_path
     fp = model_fingerprint(params, spec)
     ev, bs = params.evaluation, params.evaluation.batch_size
+    gbs = ev.generate_batch_size
     results: dict = {"model": spec.name, "variant": spec.variant, "kind": spec.kind, "fingerprint": fp}
     if metrics is None:
         metrics = ["winobias", "winogender", "winogrande", "crows", "oasst_ll", "qualitative", "oasst_gen"]
@@ -592,7 +682,8 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
             continue
         t0 = time.time()
         if m == "winobias":
-            val, det = eval_winobias(model, tok, data["winobias"], bs, params)
+            # answers are generated on the scorer's prompt batches: generation-wide batches
+            val, det = eval_winobias(model, tok, data["winobias"], ev.generate_batch_size, params)
             val["examples"] = det.head(5).to_dict("records")
         elif m == "winogender":
             val, det = eval_winogender(model, tok, data["winogender"][0], data["winogender"][1], bs, params)
@@ -609,14 +700,14 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
         elif m == "qualitative":
             prompts = [format_prompt(tok, q, "[]", params) for q in ev.qualitative_prompts]
             val = {"answers": dict(zip(ev.qualitative_prompts,
-                                       generate_greedy(model, tok, prompts, ev.max_new_tokens, bs)))}
+                                       generate_greedy(model, tok, prompts, ev.max_new_tokens, gbs)))}
         elif m == "oasst_gen":
             sub = data["oasst"].head(ev.oasst_generate_max)
-            prompts = [format_prompt(tok, p, c, params) for p, c in zip(sub["prompt"], sub["context"])]
+            prompts = oasst_gen_prompts(tok, sub, params)
             val = {"prompts": sub["prompt"].tolist(), "prompt_ids": sub["prompt_id"].tolist(),
-                   "answers": generate_greedy(model, tok, prompts, ev.max_new_tokens, bs)}
+                   "answers": generate_greedy(model, tok, prompts, ev.max_new_tokens, gbs)}
         else:
-            val, _ = eval_ifeval(model, tok, data["ifeval"], params, bs)
+            val, _ = eval_ifeval(model, tok, data["ifeval"], params, gbs)
             val["skipped_needs_punkt"] = data["ifeval_skipped_needs_punkt"]
         val["seconds"] = round(time.time() - t0, 2)
         cache.put(val, fp, m, keys[m])
@@ -628,23 +719,17 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
 def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.DataFrame:
     """Each variant's reward model scores its S and R answers and Base's answers to the same
     held-out OASST prompts: mean reward, win-rate vs Base; and its accuracy on the human pairs."""
-    from .models import base_model_path, format_prompt, load_reward_model, load_tokenizer
+    from .models import base_model_path, load_reward_model, load_tokenizer
     from .rl import pairwise_accuracy, reward_scores
-    from .sft import fit_text, stage_dir
+    from .sft import stage_dir
     base = next((r for r in results if r["model"] == "Base" and "oasst_gen" in r), None)
     rows = []
     if params.rl.algorithm != "ppo" or base is None or not base["oasst_gen"]["answers"]:
         return pd.DataFrame(rows)
     tok = load_tokenizer(base_model_path(params))
-    sub = data["oasst"].head(params.evaluation.oasst_generate_max)
-    prompts = [format_prompt(tok, p, c, params) for p, c in zip(sub["prompt"], sub["context"])]
+    prompts = oasst_gen_prompts(tok, data["oasst"], params)
     bs = params.evaluation.batch_size
-    pairs = []  # the human held-out pairs, formatted once for every variant's reward model
-    for _, r in data["oasst"].iterrows():
-        p = format_prompt(tok, r["prompt"], r["context"], params)
-        pc, c = fit_text(tok, p, r["chosen"], params.evaluation.max_length)
-        _, rj = fit_text(tok, p, r["rejected"], params.evaluation.max_length)
-        pairs.append({"prompt": pc, "chosen": c, "rejected": rj})
+    pairs = oasst_pairs(tok, data["oasst"], params)  # formatted once for every variant's reward model
     for v in params.train_variants:
         rm_dir = stage_dir(params, v, "reward")
         if not (rm_dir / "manifest.json").is_file():

@@ -158,6 +158,8 @@ class _Stage(_Strict):
                                  "for the stage's own evaluation (loss / pairwise accuracy).")
     max_rows: int | None = Field(None, gt=0, description="Train on at most this many rows of the "
                                  "variant (seeded); null = all.")
+    eval_max_rows: int | None = Field(None, gt=0, description="Evaluate on at most this many of the "
+                                      "held-out rows (the rest are not trained on either); null = all.")
 
     @model_validator(mode="after")
     def _known_keys(self) -> "_Stage":
@@ -186,6 +188,8 @@ class PPOParams(_Stage):
     KIND: ClassVar[str] = "ppo"
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     max_prompt_length: int = Field(128, gt=0, description="PPO prompts keep their last N tokens.")
+    probe_prompts: int = Field(16, ge=0, description="Training prompts answered greedily before and "
+                               "after PPO and scored by the reward model (did the reward rise?); 0 = off.")
 
 
 class DPOParams(_Stage):
@@ -209,6 +213,9 @@ class TrainingParams(_Strict):
 
 class EvalParams(_Strict):
     batch_size: int = Field(16, gt=0, description="Rows per forward pass of the batched scorer.")
+    generate_batch_size: int = Field(64, gt=0, description="Rows per batch of greedy generation "
+                                     "(WinoBias answers, IFEval, OASST, qualitative): decoding is "
+                                     "bound by reading the weights, so wide batches are cheap.")
     winobias_split: str = "test"
     winobias_max_pairs: int | None = Field(None, gt=0)
     winogender_max: int | None = Field(None, gt=0)

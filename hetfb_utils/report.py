@@ -232,15 +232,22 @@ def training_summary(params: Params) -> pd.DataFrame:
                 continue
             man = json.loads(m.read_text())
             for k, val in (man.get("metrics") or {}).items():
-                row[f"{stage}.{k}"] = val
+                if isinstance(val, dict):      # e.g. reward accuracy per source
+                    row.update({f"{stage}.{k}.{sub}": x for sub, x in val.items()})
+                else:
+                    row[f"{stage}.{k}"] = val
             row[f"{stage}.seconds"] = man.get("wall_time_s")
             row[f"{stage}.steps"] = man.get("steps")
         rows.append(row)
     df = pd.DataFrame(rows)
     if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
         df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
-    if "reward.eval_accuracy" in df:
+    if "reward.eval_p_value" in df:
+        df["reward.above_chance (p<0.05)"] = df["reward.eval_p_value"] < 0.05
+    elif "reward.eval_accuracy" in df:
         df["reward.above_chance"] = df["reward.eval_accuracy"] > 0.5
-    if "ppo.reward_second_half" in df:
+    if "ppo.probe_reward_after" in df:
+        df["ppo.reward_rising (probe)"] = df["ppo.probe_reward_after"] > df["ppo.probe_reward_before"]
+    elif "ppo.reward_second_half" in df:
         df["ppo.reward_rising"] = df["ppo.reward_second_half"] > df["ppo.reward_first_half"]
     return df

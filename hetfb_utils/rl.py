@@ -20,26 +20,46 @@ from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference
 
 
 def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
-    """Scalar reward of each text, in batches (right padding; last non-pad token's score)."""
+    """Scalar reward of each text, in batches of similar length (right padding; the score of the
+    last non-pad token)."""
     import torch
-    out = []
+    out = np.zeros(len(texts), dtype=np.float64)
+    lengths = [len(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     side = tok.padding_side
     tok.padding_side = "right"
     try:
-        for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                       max_length=max_length).to(model.device)
             with torch.no_grad():
-                out.append(model(**enc).logits[:, 0].float().cpu().numpy())
+                out[idx] = model(**enc).logits[:, 0].float().cpu().numpy()
     finally:
         tok.padding_side = side
-    return np.concatenate(out) if out else np.zeros(0)
+    return out
+
+
+def pairwise_correct(model, tok, rows, batch_size: int = 16, max_length: int = 512) -> np.ndarray:
+    """Per pair: does the reward model score the chosen reply above the rejected one?"""
+    chosen = reward_scores(model, tok, [r["prompt"] + r["chosen"] for r in rows], batch_size, max_length)
+    rejected = reward_scores(model, tok, [r["prompt"] + r["rejected"] for r in rows], batch_size, max_length)
+    return chosen > rejected
 
 
 def pairwise_accuracy(model, tok, rows, batch_size: int = 16, max_length: int = 512) -> float:
-    chosen = reward_scores(model, tok, [r["prompt"] + r["chosen"] for r in rows], batch_size, max_length)
-    rejected = reward_scores(model, tok, [r["prompt"] + r["rejected"] for r in rows], batch_size, max_length)
-    return float(np.mean(chosen > rejected)) if len(chosen) else float("nan")
+    ok = pairwise_correct(model, tok, rows, batch_size, max_length)
+    return float(np.mean(ok)) if len(ok) else float("nan")
+
+
+def above_chance_p(correct: np.ndarray) -> float:
+    """One-sided binomial test of a pairwise accuracy against chance (0.5)."""
+    from scipy.stats import binomtest
+    return float(binomtest(int(np.sum(correct)), len(correct), 0.5, alternative="greater").pvalue)
+
+
+def accuracy_by_source(correct: np.ndarray, sources: list[str]) -> dict:
+    return {s: float(np.mean([c for c, t in zip(correct, sources) if t == s])) for s in sorted(set(sources))}
 
 
 # --------------------------------------------------------------------------- reward model
@@ -57,14 +77,14 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
     args = stage_config(params, "reward", out / "checkpoints", save_steps=10, eval_strategy="no",
                         dataset_num_proc=None)
     max_len = args.max_length or 512
-    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows)
+    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows,
+                              params.reward.eval_max_rows)
     train = preference_rows(train, tok, params, max_len)
-    evald = preference_rows(evald, tok, params, max_len) if evald is not None else None
     model = load_reward_model(params, stage_dir(params, variant, "sft"))
     metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
     bs = params.evaluation.batch_size
-    if evald is not None:
-        metrics["eval_accuracy_before"] = pairwise_accuracy(model, tok, evald, bs, max_len)
+    sources = list(evald["source"]) if evald is not None else []
+    evald = preference_rows(evald, tok, params, max_len) if evald is not None else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=lora_config(params, "reward", "SEQ_CLS"),
                             callbacks=[finite_loss_callback("reward model", variant, out)])
@@ -72,12 +92,27 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
     metrics["train_loss"] = result.training_loss
     if evald is not None:
         trainer.model.eval()
-        metrics["eval_accuracy"] = pairwise_accuracy(trainer.model, tok, evald, bs, max_len)
+        correct = pairwise_correct(trainer.model, tok, evald, bs, max_len)
+        metrics["eval_accuracy"] = float(np.mean(correct))
+        metrics["eval_p_value"] = above_chance_p(correct)
+        metrics["eval_accuracy_by_source"] = accuracy_by_source(correct, sources)
     trainer.model.save_pretrained(out)
     return write_manifest(params, variant, "reward", key, trainer, metrics, started)
 
 
 # --------------------------------------------------------------------------- PPO
+def probe_reward(policy, reward_model, tok, prompts: list[str], max_new_tokens: int) -> np.ndarray:
+    """Reward-model score of the policy's greedy answer to each prompt."""
+    from .evaluation import generate_greedy
+    if not prompts:
+        return np.zeros(0)
+    was_training = policy.training
+    policy.eval()
+    answers = generate_greedy(policy, tok, prompts, max_new_tokens)
+    policy.train(was_training)
+    return reward_scores(reward_model, tok, [p + a for p, a in zip(prompts, answers)])
+
+
 def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
     from trl.experimental.ppo import PPOTrainer
 
@@ -112,6 +147,11 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
                          reward_model=reward_model, value_model=value_model, train_dataset=prompts,
                          peft_config=lora_config(params, "ppo", "CAUSAL_LM"),
                          callbacks=[finite_loss_callback("PPO", variant, out)])
+    # the same probe prompts answered greedily before and after PPO, scored by the reward model:
+    # did the policy learn to get more reward? (batch means during training mix prompt variance in)
+    n_probe = min(params.rl.ppo.probe_prompts, len(prompts))
+    probe = [tok.decode(r["input_ids"]) for r in prompts.select(range(n_probe))]
+    before = probe_reward(trainer.policy_model, reward_model, tok, probe, args.response_length)
     trainer.train()
     log = [r for r in trainer.state.log_history if "objective/scores" in r]
     scores = [r["objective/scores"] for r in log]
@@ -120,6 +160,11 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
                "reward_first_half": float(np.mean(scores[:half])) if scores else None,
                "reward_second_half": float(np.mean(scores[half:])) if len(scores) > 1 else None,
                "kl_last": log[-1].get("objective/kl") if log else None}
+    if n_probe:
+        after = probe_reward(trainer.policy_model, reward_model, tok, probe, args.response_length)
+        metrics.update({"probe_prompts": n_probe, "probe_reward_before": float(np.mean(before)),
+                        "probe_reward_after": float(np.mean(after)),
+                        "probe_improved": float(np.mean(after > before))})
     trainer.policy_model.save_pretrained(out)
     return write_manifest(params, variant, "ppo", key, trainer, metrics, started)
 

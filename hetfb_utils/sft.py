@@ -125,15 +125,19 @@ def fit_text(tok, prompt: str, response: str, max_length: int) -> tuple[str, str
     return prompt, response
 
 
-def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None):
-    """(train, eval) split of a variant; eval None when fraction is 0."""
+def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None,
+               eval_max_rows: int | None = None):
+    """(train, eval) split of a variant; eval None when fraction is 0, at most `eval_max_rows`."""
     if max_rows is not None and len(ds) > max_rows:
         ds = ds.shuffle(seed=seed).select(range(max_rows))
     n_eval = int(round(fraction * len(ds)))
     if n_eval == 0 or len(ds) - n_eval < 1:
         return ds, None
     sp = ds.train_test_split(test_size=n_eval, seed=seed)
-    return sp["train"], sp["test"]
+    evald = sp["test"]
+    if eval_max_rows is not None and len(evald) > eval_max_rows:
+        evald = evald.select(range(eval_max_rows))
+    return sp["train"], evald
 
 
 def preference_rows(ds, tok, params: Params, max_length: int):
@@ -182,7 +186,8 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
         p, c = fit_text(tok, prompt, r["chosen"], max_len)
         return {"prompt": p, "completion": c}
 
-    train, evald = split_rows(ds, params.sft.eval_fraction, params.seed, params.sft.max_rows)
+    train, evald = split_rows(ds, params.sft.eval_fraction, params.seed, params.sft.max_rows,
+                              params.sft.eval_max_rows)
     train = train.map(fmt, remove_columns=train.column_names)
     evald = evald.map(fmt, remove_columns=evald.column_names) if evald is not None else None
     model = load_causal_lm(params, path=path)

@@ -24,6 +24,45 @@ def test_scorer_equals_naive_loop(tiny_model):
     np.testing.assert_allclose(fast, slow, atol=1e-4)
     one = E.score_continuations(model, tok, pairs, batch_size=1)
     np.testing.assert_allclose(fast, one, atol=1e-4)          # padding does not change a row
+    same = [("the developer", c) for _, c in pairs[:11]]      # one prompt, continuations in 4 batches
+    np.testing.assert_allclose(E.score_continuations(model, tok, same, batch_size=3),
+                               [E.reference_logprob(model, tok, p, c) for p, c in same], atol=1e-4)
+
+
+def test_scorer_shares_a_long_prefix_exactly(tiny_model):
+    """Prompts that share a chat-style head: the head runs once, every row still scores as alone."""
+    model, tok = tiny_model
+    rng = random.Random(1)
+    head = "system: you are a helpful assistant of the developer and the designer . user : "
+    words = "the developer argued with designer because she he did not like it a an of".split()
+    pairs = [(head + " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=rng.randint(1, 4))))
+             for _ in range(20)]
+    assert E.shared_prefix([tok(p).input_ids for p, _ in pairs]) >= 10
+    fast, nxt = E.score_continuations(model, tok, pairs, batch_size=6, next_for=[p for p, _ in pairs[:5]])
+    slow = [E.reference_logprob(model, tok, p, c) for p, c in pairs]
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, [p for p, _ in pairs[:5]], 1),
+                               atol=1e-4, rtol=0)
+
+
+def test_scorer_answers_equal_generate_greedy(tiny_model):
+    """Answers generated on the scorer's own prompt cache are the ones `generate_greedy` gives."""
+    model, tok = tiny_model
+    head = "system: you are a helpful assistant . user : "
+    prompts = [head + p for p in ["the developer argued", "a", "she did not like the design because it was",
+                                  "he refers to"]]
+    pairs = [(p, " the developer") for p in prompts[:3]]
+    for stop in (None, {"e"}):
+        _, _, answers = E.score_continuations(model, tok, pairs, 3, next_for=prompts, answer=(8, stop))
+        assert answers == E.generate_greedy(model, tok, prompts, 8, 2, stop_at=stop)
+
+
+def test_shared_prefix_leaves_each_row_a_token():
+    assert E.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert E.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert E.shared_prefix([[7], [7, 8]]) == 0
+    assert E.shared_prefix([[1, 2]]) == 1
+    assert E.shared_prefix([]) == 0
 
 
 def test_no_bos_inside_continuation(tiny_model):
@@ -77,6 +116,13 @@ def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
     batched = E.generate_greedy(model, tok, prompts, 8, batch_size=3)
     single = [E.generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
     assert batched == single
+    for p, b in zip(prompts, batched):                 # plain HF generate, no shared prefix cache
+        enc = tok(p, return_tensors="pt")
+        ref = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert b == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True).strip()
+    head = "system: you are a helpful assistant . user : "
+    shared = E.generate_greedy(model, tok, [head + p for p in prompts], 8, batch_size=2)
+    assert shared == [E.generate_greedy(model, tok, [head + p], 8, batch_size=1)[0] for p in prompts]
     stopped = E.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
     for full, cut in zip(batched, stopped):
         assert cut == E.cut_at_stop(full, {"e"})      # stopping early = cutting the full answer

@@ -31,8 +31,12 @@ def test_every_stage_writes_adapter_and_manifest(trained):
         assert json.loads((d / "log_history.json").read_text())
     assert out["sft"]["steps"] == p.sft.args["max_steps"]
     assert {"base_eval_loss", "eval_loss", "train_loss"} <= set(out["sft"]["metrics"])
-    assert {"eval_accuracy", "eval_accuracy_before"} <= set(out["reward"]["metrics"])
-    assert out["ppo"]["metrics"]["updates"] >= 1
+    rm = out["reward"]["metrics"]
+    assert {"eval_accuracy", "eval_p_value", "eval_accuracy_by_source"} <= set(rm)
+    assert 0 <= rm["eval_p_value"] <= 1 and set(rm["eval_accuracy_by_source"]) <= {"oasst", "winobias", "winogrande"}
+    ppo = out["ppo"]["metrics"]
+    assert ppo["updates"] >= 1
+    assert ppo["probe_prompts"] >= 1 and math.isfinite(ppo["probe_reward_before"] + ppo["probe_reward_after"])
 
 
 def test_adapters_change_the_model(trained):
@@ -175,3 +179,13 @@ def test_changed_inputs_never_resume_a_stale_checkpoint(tiny_built):
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]          # trained from step 1
     assert all(r["learning_rate"] <= 5e-4 for r in log if "learning_rate" in r)
     assert man["steps"] == 4
+
+
+def test_split_rows_caps_the_eval_slice():
+    from datasets import Dataset
+    ds = Dataset.from_dict({"x": list(range(100))})
+    train, ev = sft.split_rows(ds, 0.2, seed=0, eval_max_rows=5)
+    assert len(train) == 80 and len(ev) == 5 and not set(train["x"]) & set(ev["x"])
+    full_train, full_ev = sft.split_rows(ds, 0.2, seed=0)
+    assert full_train["x"] == train["x"] and set(ev["x"]) <= set(full_ev["x"])
+    assert sft.split_rows(ds, 0.0, seed=0)[1] is None
