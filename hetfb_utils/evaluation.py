@@ -770,7 +770,7 @@ def side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
 def other_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     ok = [r for r in results if "error" not in r]
     wg = pd.DataFrame([{"model": r["model"], **{k: v for k, v in r["winogender"].items()
-                                               if not isinstance(v, dict)}} for r in ok])
+                                               if not isinstance(v, dict) and k != "seconds"}} for r in ok])
     wgr = pd.DataFrame([{"model": r["model"], "accuracy": r["winogrande"]["accuracy"],
                          "rows": r["winogrande"]["rows"]} for r in ok])
     crows = pd.DataFrame([{"model": r["model"], **r["crows"]["per_template"]} for r in ok])
