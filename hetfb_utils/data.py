@@ -624,6 +624,14 @@ class UnionResult:
     splits: list[dict]
     fingerprint: str
 
+    SPLIT_KEYS = ("source", "seed", "heldout_fraction", "train_trees", "heldout_trees", "heldout_pairs")
+
+    def __post_init__(self):
+        # one key order however the record was obtained (built now, or read back from JSON with
+        # sorted keys), so the split table has the same columns in every run
+        self.splits = [{**{k: s[k] for k in self.SPLIT_KEYS if k in s},
+                        **{k: s[k] for k in sorted(s) if k not in self.SPLIT_KEYS}} for s in self.splits]
+
 
 def _dedupe(rows: list[dict], source: str, drops: Drops) -> list[dict]:
     out, seen = [], set()

@@ -114,18 +114,64 @@ class PrefixCache:
         return ids.to(device), mask.to(device), pos.to(device), cache
 
 
+def prompt_families(seqs: dict[str, list[int]], start: int, max_size: int = 8,
+                    min_share: int = 4) -> list[tuple[int, list[str]]]:
+    """Group prompts that share a long token prefix beyond the first `start` tokens (WinoBias pro
+    and anti prompts share their sentence up to the pronoun): [(family prefix length, members)].
+    In token order, a prompt joins its neighbour's family while the family keeps >= 3/4 of its
+    shared prefix (>= `min_share` tokens for a pair); every member keeps at least one own token.
+    A prompt with no family is a family of one whose prefix is all but its last token."""
+    def lcp(a, b):
+        n = min(len(a), len(b))
+        k = 0
+        while k < n and a[k] == b[k]:
+            k += 1
+        return k
+
+    fams: list[tuple[int, list[str]]] = []
+    for p in sorted(seqs, key=lambda q: seqs[q]):
+        s = seqs[p]
+        if fams and len(fams[-1][1]) < max_size:
+            L, members = fams[-1]
+            k = min(lcp(s, seqs[members[-1]]), L, len(s) - 1)
+            need = min_share if len(members) == 1 else 0.75 * (L - start)
+            if k - start >= max(need, min_share):
+                fams[-1] = (k, members + [p])
+                continue
+        fams.append((len(s) - 1, [p]))
+    return fams
+
+
+def _extend(model, cache, mask, seqs: list[list[int]], pad: int):
+    """Run left-padded `seqs` on top of `cache` (one row each; `mask` covers the cached tokens):
+    the pads sit between the cached tokens and each row's own, masked out, and every real token
+    gets its true position. Returns (output with logits of the last position, ids, full mask)."""
+    import torch
+    dev = model.device
+    ids, smask = pad_batch(seqs, pad, left=True)
+    ids, smask = ids.to(dev), smask.to(dev)
+    pos = (mask.sum(-1, keepdim=True) + smask.cumsum(-1) - 1).masked_fill(smask == 0, 0)
+    full = torch.cat([mask, smask], dim=1)
+    with torch.no_grad():
+        res = model(input_ids=ids, attention_mask=full, position_ids=pos, past_key_values=cache,
+                    use_cache=True, logits_to_keep=1)
+    return res, ids, full
+
+
 def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: int = 16,
                         return_counts: bool = False, next_for: list[str] | None = None,
                         answer: tuple[int, set[str] | None] | None = None):
     """Sum of log p(continuation tokens | prompt) for many (prompt, continuation) pairs.
 
     The prompt is tokenized as the model expects (special tokens included); the continuation
-    without special tokens (no stray BOS inside it). The token prefix all prompts share (a chat
-    template's system turn) runs once (`PrefixCache`). Pairs are grouped by prompt: each distinct
-    prompt runs once (batched, KV cache kept, only the last position's logits computed), its first
-    continuation token is read off that position, and the remaining continuation tokens of all its
-    continuations run in one more batched pass on the copied cache. Every real token sits at its
-    true position, so a row scores exactly as it would alone.
+    without special tokens (no stray BOS inside it). Every prompt token runs once per distinct
+    prefix, as in a prefix tree of three levels: the head all prompts share (a chat template's
+    system turn) once; then, in batches, the prefix each family of prompts shares
+    (`prompt_families`); then each prompt's own tail on its family's cache, with only the last
+    position's logits computed. Pairs are grouped by prompt: the first continuation token is read
+    off that position, the remaining continuation tokens of all its continuations run in one more
+    batched pass on the copied cache. Every real token sits at its true position, so a row scores
+    exactly as it would alone.
 
     `next_for`: prompts whose whole next-token log-distribution is also returned ([N, vocab],
     taken from the same forward pass). `answer=(max_new_tokens, stop_at)`: also a greedy answer
@@ -143,22 +189,49 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     want = set(next_for or [])
     answers: dict[str, str] = {}
     p_ids = {p: _ids(tok, p, True) for p in groups}
-    longest = {p: max((len(c) for _, c in groups[p]), default=0) for p in groups}
-    order = sorted(groups, key=lambda p: (-len(p_ids[p]) - longest[p], -len(p_ids[p])))
     out = np.zeros(len(pairs), dtype=np.float64)
     counts = np.zeros(len(pairs), dtype=np.int64)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = model.device
-    shared = PrefixCache(model, p_ids[order[0]][:shared_prefix(list(p_ids.values()))] if order else [])
-    for s in range(0, len(order), batch_size):
-        chunk = order[s:s + batch_size]
-        ids, mask, pos, cache = shared.batch([p_ids[p][shared.n:] for p in chunk], pad, dev)
-        with torch.no_grad():
-            res = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
+    first_p = next(iter(p_ids), None)
+    shared = PrefixCache(model, p_ids[first_p][:shared_prefix(list(p_ids.values()))] if p_ids else [])
+    G = shared.n
+    fams = prompt_families(p_ids, G)
+    # similar tail lengths together: the tails are most of the tokens, so this pads least
+    fams.sort(key=lambda f: (-max(len(p_ids[m]) - f[0] for m in f[1]), -f[0]))
+    chunks, cur = [], []                 # families, at most `batch_size` member prompts a batch
+    for f in fams:
+        if cur and sum(len(x[1]) for x in cur) + len(f[1]) > batch_size:
+            chunks.append(cur)
+            cur = []
+        cur.append(f)
+    if cur:
+        chunks.append(cur)
+    for chunk in chunks:
+        # level 1: each family's shared prefix, on the head's cache
+        nf = len(chunk)
+        mask = torch.ones((nf, G), dtype=torch.long, device=dev)
+        cache = None
+        if shared.cache is not None:
+            cache = copy.deepcopy(shared.cache)
+            cache.batch_repeat_interleave(nf)
+        fam_seqs = [p_ids[m[0]][G:L] for L, m in chunk]
+        if max(len(s) for s in fam_seqs):
+            res, fam_ids, mask = _extend(model, cache, mask, fam_seqs, pad)
+            cache = res.past_key_values
+        else:
+            fam_ids = torch.zeros((nf, 0), dtype=torch.long, device=dev)
+        # level 2: each member's own tail, on its family's cache
+        members = [(j, L, p) for j, (L, ms) in enumerate(chunk) for p in ms]
+        rows = torch.tensor([j for j, _, _ in members], device=dev)
+        if cache is not None:
+            cache.reorder_cache(rows)
+        res, own_ids, mask = _extend(model, cache, mask[rows], [p_ids[p][L:] for _, L, p in members], pad)
+        cache = res.past_key_values
+        names = [p for _, _, p in members]
         first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
-        rest = []  # (row in chunk, pair index, continuation) with more than one token
-        for j, p in enumerate(chunk):
+        rest = []  # (row, pair index, continuation) with more than one token
+        for j, p in enumerate(names):
             if p in want:
                 nexts[p] = first[j].cpu()
             for i, c in groups[p]:
@@ -167,25 +240,22 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
                     out[i] = first[j, c[0]].item()
                 if len(c) > 1:
                     rest.append((j, i, c))
-        cache = res.past_key_values
-        if answer is not None and want.intersection(chunk):
-            full = torch.cat([shared.head(len(chunk), dev), ids], dim=1)
+        if answer is not None and want.intersection(names):
+            full = torch.cat([shared.head(len(names), dev), fam_ids[rows], own_ids], dim=1)
             gen_cache = copy.deepcopy(cache)
             gen_cache.crop(-1)                    # generate re-reads the last prompt token only
             texts = _greedy(model, tok, full, mask, gen_cache, *answer)
-            answers.update((p, t) for p, t in zip(chunk, texts) if p in want)
-        if not rest:
-            continue
+            answers.update((p, t) for p, t in zip(names, texts) if p in want)
         rest.sort(key=lambda x: -len(x[2]))
         for r0 in range(0, len(rest), batch_size):  # continuations in batches too (WinoGrande: one prompt)
             part = rest[r0:r0 + batch_size]
-            rows = torch.tensor([j for j, _, _ in part], device=dev)
+            sel = torch.tensor([j for j, _, _ in part], device=dev)
             sub = copy.deepcopy(cache) if len(rest) > batch_size else cache
-            sub.reorder_cache(rows)
+            sub.reorder_cache(sel)
             cin, cmask = pad_batch([c[:-1] for _, _, c in part], pad, left=False)
-            cpos = pos[rows, -1:] + 1 + torch.arange(cin.shape[1], device=dev).unsqueeze(0)
+            cpos = mask[sel].sum(-1, keepdim=True) + torch.arange(cin.shape[1], device=dev).unsqueeze(0)
             with torch.no_grad():
-                logits = model(input_ids=cin.to(dev), attention_mask=torch.cat([mask[rows], cmask.to(dev)], dim=1),
+                logits = model(input_ids=cin.to(dev), attention_mask=torch.cat([mask[sel], cmask.to(dev)], dim=1),
                                past_key_values=sub, position_ids=cpos, use_cache=True).logits.float()
             tgt, _ = pad_batch([c[1:] for _, _, c in part], 0, left=False)
             picked = logits.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .params import Params
 from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, split_rows,
-                  stage_dir, write_manifest)
+                  stage_dir, train_loss, write_manifest)
 
 
 def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
@@ -89,7 +89,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
                             peft_config=lora_config(params, "reward", "SEQ_CLS"),
                             callbacks=[finite_loss_callback("reward model", variant, out)])
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    metrics["train_loss"] = result.training_loss
+    metrics["train_loss"] = train_loss(trainer, result)
     if evald is not None:
         trainer.model.eval()
         correct = pairwise_correct(trainer.model, tok, evald, bs, max_len)
@@ -193,7 +193,7 @@ def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
                          callbacks=[finite_loss_callback("DPO", variant, out)])
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     log = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
-    metrics = {"train_rows": len(train), "train_loss": result.training_loss,
+    metrics = {"train_rows": len(train), "train_loss": train_loss(trainer, result),
                "reward_accuracy_last": log[-1]["rewards/accuracies"] if log else None}
     trainer.model.save_pretrained(out)
     return write_manifest(params, variant, "dpo", key, trainer, metrics, started)

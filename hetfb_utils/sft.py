@@ -96,6 +96,13 @@ def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer,
     return man
 
 
+def train_loss(trainer, result) -> float:
+    """Mean training loss over every logged step, including those before a resume (the Trainer's
+    own `training_loss` covers only the steps run since the last restart)."""
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return float(sum(losses) / len(losses)) if losses else result.training_loss
+
+
 def finite_loss_callback(stage: str, variant: str, out: Path):
     from transformers import TrainerCallback
 
@@ -202,7 +209,7 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
             atomic_write_json({"loss": trainer.evaluate()["eval_loss"]}, base_file)
         metrics["base_eval_loss"] = json.loads(base_file.read_text())["loss"]
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
-    metrics["train_loss"] = result.training_loss
+    metrics["train_loss"] = train_loss(trainer, result)
     if evald is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
     trainer.model.save_pretrained(out)

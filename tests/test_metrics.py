@@ -57,6 +57,27 @@ def test_scorer_answers_equal_generate_greedy(tiny_model):
         assert answers == E.generate_greedy(model, tok, prompts, 8, 2, stop_at=stop)
 
 
+def test_scorer_shares_family_prefixes_exactly(tiny_model):
+    """Pro/anti-like prompts (same sentence, one word swapped) share their prefix as a family; mixed
+    with prompts of other lengths and one that is a prefix of another, all still score as alone."""
+    model, tok = tiny_model
+    head = "system: you are a helpful assistant . user : "
+    stems = ["the developer argued with the designer because", "she did not like the design because it was",
+             "a developer of the design"]
+    prompts = [head + s + w for s in stems for w in (" he did", " she did", " it")] + [head + "a", head + "a developer"]
+    pairs = [(p, c) for p in prompts for c in (" the developer", " it")]
+    ids = {p: tok(p).input_ids for p in prompts}
+    fams = E.prompt_families(ids, E.shared_prefix(list(ids.values())))
+    assert sorted(m for _, ms in fams for m in ms) == sorted(prompts)
+    assert max(len(ms) for _, ms in fams) >= 2
+    for L, ms in fams:
+        assert all(len(ids[m]) > L and ids[m][:L] == ids[ms[0]][:L] for m in ms)
+    fast, nxt, ans = E.score_continuations(model, tok, pairs, batch_size=4, next_for=prompts, answer=(6, None))
+    np.testing.assert_allclose(fast, [E.reference_logprob(model, tok, p, c) for p, c in pairs], atol=1e-4)
+    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, prompts, 1), atol=1e-4, rtol=0)
+    assert ans == E.generate_greedy(model, tok, prompts, 6, 3)
+
+
 def test_shared_prefix_leaves_each_row_a_token():
     assert E.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
     assert E.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2

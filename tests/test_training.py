@@ -106,6 +106,9 @@ def test_resume_after_interrupt(tiny_built, tmp_path):
     assert man["steps"] == 6
     log = json.loads((sft.stage_dir(p, "wino", "sft") / "log_history.json").read_text())
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]   # 1-4 kept from the checkpoint, not redone
+    whole = sft.train_sft(p, "wino", force=True)                               # the same run, uninterrupted
+    for k in ("eval_loss", "train_loss", "base_eval_loss"):
+        assert man["metrics"][k] == pytest.approx(whole["metrics"][k], abs=1e-6), k
 
 
 def test_non_finite_loss_stops_with_message(tmp_path):
