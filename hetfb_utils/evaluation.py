@@ -65,25 +65,29 @@ def pad_batch(seqs: list[list[int]], pad: int, left: bool):
     return ids, mask
 
 
+def _lcp(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
 def shared_prefix(seqs: list[list[int]]) -> int:
     """Length of the token prefix every sequence shares, leaving each at least one token of its own
     (a chat model's system turn and user header: ~40% of a WinoBias prompt for SmolLM2)."""
     if not seqs:
         return 0
     n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
     for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
+        n = min(n, _lcp(s, seqs[0]))
     return max(n, 0)
 
 
 class PrefixCache:
-    """The KV cache of a shared token prefix, computed once and copied out per batch. Batches are
-    laid out as [prefix | left-padded suffixes]: the pads sit between the prefix and each row's own
-    tokens, masked out, and explicit position ids keep every real token at its true position."""
+    """The KV cache of a shared token prefix, computed once and copied out per batch; the rows'
+    own tokens follow it as `_layout` arranges them."""
 
     def __init__(self, model, ids: list[int]):
         import torch
@@ -99,19 +103,15 @@ class PrefixCache:
         import torch
         return torch.tensor(self.ids, dtype=torch.long, device=device).view(1, self.n).expand(rows, -1)
 
-    def batch(self, suffixes: list[list[int]], pad: int, device):
-        """(input_ids, attention_mask, position_ids, cache) for the suffix tokens of a batch; the
-        mask and positions cover prefix + suffix, input_ids only the suffix."""
+    def expand(self, rows: int, device):
+        """(a copy of the cache for `rows` rows or None, the all-ones mask of the prefix)."""
         import copy
         import torch
-        ids, smask = pad_batch(suffixes, pad, left=True)
-        mask = torch.cat([torch.ones((len(suffixes), self.n), dtype=torch.long), smask], dim=1)
-        pos = (self.n + smask.cumsum(-1) - 1).masked_fill(smask == 0, 0)
         cache = None
         if self.cache is not None:
             cache = copy.deepcopy(self.cache)
-            cache.batch_repeat_interleave(len(suffixes))
-        return ids.to(device), mask.to(device), pos.to(device), cache
+            cache.batch_repeat_interleave(rows)
+        return cache, torch.ones((rows, self.n), dtype=torch.long, device=device)
 
 
 def prompt_families(seqs: dict[str, list[int]], start: int, max_size: int = 8,
@@ -121,19 +121,12 @@ def prompt_families(seqs: dict[str, list[int]], start: int, max_size: int = 8,
     In token order, a prompt joins its neighbour's family while the family keeps >= 3/4 of its
     shared prefix (>= `min_share` tokens for a pair); every member keeps at least one own token.
     A prompt with no family is a family of one whose prefix is all but its last token."""
-    def lcp(a, b):
-        n = min(len(a), len(b))
-        k = 0
-        while k < n and a[k] == b[k]:
-            k += 1
-        return k
-
     fams: list[tuple[int, list[str]]] = []
     for p in sorted(seqs, key=lambda q: seqs[q]):
         s = seqs[p]
         if fams and len(fams[-1][1]) < max_size:
             L, members = fams[-1]
-            k = min(lcp(s, seqs[members[-1]]), L, len(s) - 1)
+            k = min(_lcp(s, seqs[members[-1]]), L, len(s) - 1)
             need = min_share if len(members) == 1 else 0.75 * (L - start)
             if k - start >= max(need, min_share):
                 fams[-1] = (k, members + [p])
@@ -142,16 +135,22 @@ def prompt_families(seqs: dict[str, list[int]], start: int, max_size: int = 8,
     return fams
 
 
-def _extend(model, cache, mask, seqs: list[list[int]], pad: int):
-    """Run left-padded `seqs` on top of `cache` (one row each; `mask` covers the cached tokens):
-    the pads sit between the cached tokens and each row's own, masked out, and every real token
-    gets its true position. Returns (output with logits of the last position, ids, full mask)."""
+def _layout(mask, seqs: list[list[int]], pad: int, device):
+    """Left-padded `seqs` to follow cached tokens (`mask` covers them, one row each): the pads sit
+    between the cached tokens and each row's own, masked out, and every real token gets its true
+    position. Returns (ids of `seqs`, mask of cached + new tokens, position ids of `seqs`)."""
     import torch
-    dev = model.device
     ids, smask = pad_batch(seqs, pad, left=True)
-    ids, smask = ids.to(dev), smask.to(dev)
+    ids, smask = ids.to(device), smask.to(device)
     pos = (mask.sum(-1, keepdim=True) + smask.cumsum(-1) - 1).masked_fill(smask == 0, 0)
-    full = torch.cat([mask, smask], dim=1)
+    return ids, torch.cat([mask, smask], dim=1), pos
+
+
+def _extend(model, cache, mask, seqs: list[list[int]], pad: int):
+    """Run `seqs` on top of `cache` as `_layout` arranges them. Returns (output with the logits of
+    the last position, ids, full mask)."""
+    import torch
+    ids, full, pos = _layout(mask, seqs, pad, model.device)
     with torch.no_grad():
         res = model(input_ids=ids, attention_mask=full, position_ids=pos, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
@@ -193,8 +192,8 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     counts = np.zeros(len(pairs), dtype=np.int64)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     dev = model.device
-    first_p = next(iter(p_ids), None)
-    shared = PrefixCache(model, p_ids[first_p][:shared_prefix(list(p_ids.values()))] if p_ids else [])
+    heads = list(p_ids.values())
+    shared = PrefixCache(model, heads[0][:shared_prefix(heads)] if heads else [])
     G = shared.n
     fams = prompt_families(p_ids, G)
     # similar tail lengths together: the tails are most of the tokens, so this pads least
@@ -210,11 +209,7 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
     for chunk in chunks:
         # level 1: each family's shared prefix, on the head's cache
         nf = len(chunk)
-        mask = torch.ones((nf, G), dtype=torch.long, device=dev)
-        cache = None
-        if shared.cache is not None:
-            cache = copy.deepcopy(shared.cache)
-            cache.batch_repeat_interleave(nf)
+        cache, mask = shared.expand(nf, dev)
         fam_seqs = [p_ids[m[0]][G:L] for L, m in chunk]
         if max(len(s) for s in fam_seqs):
             res, fam_ids, mask = _extend(model, cache, mask, fam_seqs, pad)
@@ -314,7 +309,8 @@ def generate_greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_s
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     for s in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
         idx = order[s:s + batch_size]
-        ids, mask, _, cache = shared.batch([enc[i][shared.n:] for i in idx], pad, model.device)
+        cache, mask = shared.expand(len(idx), model.device)
+        ids, mask, _ = _layout(mask, [enc[i][shared.n:] for i in idx], pad, model.device)
         ids = torch.cat([shared.head(len(idx), model.device), ids], dim=1)
         for i, text in zip(idx, _greedy(model, tok, ids, mask, cache, max_new_tokens, stop_at)):
             outs[i] = text

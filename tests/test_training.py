@@ -81,25 +81,31 @@ def test_reward_model_learns_separable_toy(tiny_built, tmp_path):
     assert rl.pairwise_accuracy(tr.model, tok, held, 4, 64) > 0.5
 
 
-def test_resume_after_interrupt(tiny_built, tmp_path):
-    """An SFT interrupted after a checkpoint resumes from it and ends at the same step count."""
+def interrupt_sft(p, variant: str, at_step: int | None = None):
+    """Run SFT from scratch and interrupt it (KeyboardInterrupt) right after the checkpoint of
+    `at_step` is saved (the first checkpoint when None)."""
     from transformers import TrainerCallback
-    p0 = tiny_built[0]
-    p = load_params("tiny", [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}",
-                             "sft.args.max_steps=6", "sft.args.save_steps=2"])
 
     class Boom(TrainerCallback):
         def on_save(self, args, state, control, **kw):
-            if state.global_step == 4:
+            if at_step is None or state.global_step == at_step:
                 raise KeyboardInterrupt
 
     orig = sft.finite_loss_callback
     sft.finite_loss_callback = lambda *a: Boom()
     try:
         with pytest.raises(KeyboardInterrupt):
-            sft.train_sft(p, "wino", force=True)
+            sft.train_sft(p, variant, force=True)
     finally:
         sft.finite_loss_callback = orig
+
+
+def test_resume_after_interrupt(tiny_built, tmp_path):
+    """An SFT interrupted after a checkpoint resumes from it and ends at the same step count."""
+    p0 = tiny_built[0]
+    p = load_params("tiny", [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}",
+                             "sft.args.max_steps=6", "sft.args.save_steps=2"])
+    interrupt_sft(p, "wino", at_step=4)
     ck = sft.last_checkpoint(sft.stage_dir(p, "wino", "sft"))
     assert ck and ck.endswith("checkpoint-4")
     man = sft.train_sft(p, "wino")
@@ -158,23 +164,11 @@ def test_same_seed_same_metrics(tiny_built, tmp_path):
 
 def test_changed_inputs_never_resume_a_stale_checkpoint(tiny_built):
     """Interrupted, then re-run with another learning rate: the old checkpoint is discarded."""
-    from transformers import TrainerCallback
     p0 = tiny_built[0]
     base = [f"output_root={p0.output_root}", f"cache_dir={p0.cache_path}", "sft.args.max_steps=4",
             "sft.args.save_steps=2"]
     p = load_params("tiny", base)
-
-    class Boom(TrainerCallback):
-        def on_save(self, args, state, control, **kw):
-            raise KeyboardInterrupt
-
-    orig = sft.finite_loss_callback
-    sft.finite_loss_callback = lambda *a: Boom()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sft.train_sft(p, "hd-1.0", force=True)
-    finally:
-        sft.finite_loss_callback = orig
+    interrupt_sft(p, "hd-1.0")
     assert sft.last_checkpoint(sft.stage_dir(p, "hd-1.0", "sft"))
     changed = load_params("tiny", base + ["sft.args.learning_rate=5e-4"])
     man = sft.train_sft(changed, "hd-1.0")
