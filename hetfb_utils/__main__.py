@@ -1,4 +1,4 @@
-"""Command line: `python -m hetfb_utils {run,train,bench,validate,params-doc}`."""
+"""Command line: `python -m hetfb_utils {run,train,probe,bench,validate,params-doc}`."""
 from __future__ import annotations
 
 import argparse
@@ -27,10 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("-p", "--param", action="append", default=[])
     t.add_argument("--force", action="store_true")
 
+    pr = sub.add_parser("probe", help="diagnostic: linear-probe accuracy of the reward task on the SFT "
+                        "model's features (needs the SFT stage) -> tables/04_feature_probe")
+    pr.add_argument("params")
+    pr.add_argument("--variant", action="append", help="default: every variant of the params file")
+    pr.add_argument("--max-train-pairs", type=int, default=256)
+    pr.add_argument("-p", "--param", action="append", default=[])
+
     b = sub.add_parser("bench", help="benchmark -> outputs/bench/bench.json and bench.md")
     b.add_argument("--params", default="params/quickstart.yaml")
     b.add_argument("--skip-reproduce", action="store_true",
                    help="skip the timed quickstart stages (scorer, SFT throughput, selection only)")
+    b.add_argument("--reproduce-run", default="bench-quickstart", metavar="NAME",
+                   help="run name of the timed cold reproduction (its output dir is deleted first); "
+                        "`--reproduce-run quickstart` makes it the quickstart run itself")
 
     v = sub.add_parser("validate", help="check a params file and print the resolved parameters")
     v.add_argument("params")
@@ -53,9 +63,24 @@ def main(argv: list[str] | None = None) -> int:
             from .runner import train_stage
             p = load_params(a.params, a.param)
             print(train_stage(p, a.stage, a.variant, a.force))
+        elif a.cmd == "probe":
+            import pandas as pd
+            from .report import save_table
+            from .rl import feature_probe
+            from .sft import require, stage_dir
+            p = load_params(a.params, a.param)
+            rows = []
+            for v in a.variant or p.train_variants:
+                reward = require(p, v, "reward")["metrics"] if (stage_dir(p, v, "reward") / "manifest.json").is_file() else {}
+                rows.append({**feature_probe(p, v, a.max_train_pairs),
+                             "reward_model_eval_accuracy": reward.get("eval_accuracy")})
+            df = pd.json_normalize(rows)
+            save_table(df, "04_feature_probe", p, caption="Linear probe on the SFT model's features "
+                       "(logistic regression on chosen - rejected) vs the trained reward model, same held-out pairs")
+            print(df.to_string(index=False))
         elif a.cmd == "bench":
             from .bench import run_bench
-            run_bench(a.params, skip_reproduce=a.skip_reproduce)
+            run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run)
         elif a.cmd == "validate":
             import yaml
             print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))

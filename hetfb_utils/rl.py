@@ -15,17 +15,15 @@ import time
 import numpy as np
 
 from .params import Params
-from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, split_rows,
-                  stage_dir, train_loss, write_manifest)
+from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, require,
+                  split_rows, stage_dir, train_loss, write_manifest)
 
 
-def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
-    """Scalar reward of each text, in batches of similar length (right padding; the score of the
-    last non-pad token)."""
+def _by_length(model, tok, texts: list[str], batch_size: int, max_length: int, fn) -> list:
+    """`fn(enc)` (one row per text) over batches of similar length, right padding, in input order."""
     import torch
-    out = np.zeros(len(texts), dtype=np.float64)
-    lengths = [len(t) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    out: list = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     side = tok.padding_side
     tok.padding_side = "right"
     try:
@@ -34,10 +32,34 @@ def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                       max_length=max_length).to(model.device)
             with torch.no_grad():
-                out[idx] = model(**enc).logits[:, 0].float().cpu().numpy()
+                for i, row in zip(idx, fn(enc)):
+                    out[i] = row
     finally:
         tok.padding_side = side
     return out
+
+
+def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
+    """Scalar reward of each text (the score of the last non-pad token), batched by length."""
+    rows = _by_length(model, tok, texts, batch_size, max_length,
+                      lambda enc: model(**enc).logits[:, 0].float().cpu().numpy())
+    return np.asarray(rows, dtype=np.float64)
+
+
+def last_token_features(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
+    """The hidden state a sequence-classification head reads: the backbone's output at the last
+    token that is not the pad token (transformers' rule)."""
+    import torch
+    backbone = getattr(model, model.base_model_prefix)
+    pad = model.config.pad_token_id
+
+    def fn(enc):
+        h = backbone(**enc).last_hidden_state
+        ids = enc["input_ids"]
+        last = (torch.arange(ids.shape[1], device=ids.device) * (ids != pad)).argmax(-1)
+        return h[torch.arange(len(ids)), last].float().cpu().numpy()
+
+    return np.stack(_by_length(model, tok, texts, batch_size, max_length, fn))
 
 
 def pairwise_correct(model, tok, rows, batch_size: int = 16, max_length: int = 512) -> np.ndarray:
@@ -98,6 +120,47 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
         metrics["eval_accuracy_by_source"] = accuracy_by_source(correct, sources)
     trainer.model.save_pretrained(out)
     return write_manifest(params, variant, "reward", key, trainer, metrics, started)
+
+
+def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 256) -> dict:
+    """How much of the reward model's task is visible in the SFT model's features? A logistic
+    regression (C picked by 5-fold cross-validation on the training pairs) on the difference of the
+    chosen and rejected features that the reward head reads, trained on the reward stage's own
+    training pairs and scored on its held-out pairs: a diagnostic ceiling for a linear head, next to
+    the trained reward model's accuracy. Costs forward passes only."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    from .models import base_model_path, load_reward_model, load_tokenizer
+    from .selection import load_variant
+    require(params, variant, "sft")
+    ds = load_variant(params, variant)
+    tok = load_tokenizer(base_model_path(params))
+    max_len = params.reward.args.get("max_length") or 512
+    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows,
+                              params.reward.eval_max_rows)
+    if evald is None:
+        raise ValueError(f"variant '{variant}': reward.eval_fraction is 0, no held-out pairs to probe")
+    if max_train_pairs is not None and len(train) > max_train_pairs:
+        train = train.shuffle(seed=params.seed).select(range(max_train_pairs))
+    sources = list(evald["source"])
+    model = load_reward_model(params, stage_dir(params, variant, "sft"))
+    bs = params.evaluation.batch_size
+
+    def diff(rows):
+        rows = preference_rows(rows, tok, params, max_len)
+        f = lambda key: last_token_features(model, tok, [r["prompt"] + r[key] for r in rows], bs, max_len)
+        return f("chosen") - f("rejected")
+
+    x_train, x_eval = diff(train), diff(evald)
+    flip = np.random.default_rng(params.seed).random(len(x_train)) < 0.5   # both classes, no intercept
+    x = np.where(flip[:, None], -x_train, x_train)
+    clf = LogisticRegressionCV(Cs=[1e-3, 1e-2, 1e-1, 1.0], cv=5, fit_intercept=False, max_iter=5000)
+    clf.fit(x, (~flip).astype(int))
+    correct = x_eval @ clf.coef_[0] > 0
+    return {"variant": variant, "train_pairs": len(x_train), "eval_pairs": len(correct),
+            "probe_C": float(clf.C_[0]), "probe_train_accuracy": float(np.mean((x @ clf.coef_[0] > 0) == ~flip)),
+            "probe_eval_accuracy": float(np.mean(correct)), "probe_eval_p_value": above_chance_p(correct),
+            "probe_eval_accuracy_by_source": accuracy_by_source(correct, sources)}
 
 
 # --------------------------------------------------------------------------- PPO

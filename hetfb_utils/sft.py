@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .params import Params
@@ -132,19 +133,44 @@ def fit_text(tok, prompt: str, response: str, max_length: int) -> tuple[str, str
     return prompt, response
 
 
+def split_groups(ds) -> list[str]:
+    """Rows that must stay on one side of a train/eval split. WinoGrande comes in twins: two
+    sentences that differ in a trigger word and swap the answer between the same two options. With
+    one twin trained on and the other held out, a model that memorises "option X wins here" is
+    pushed *below* chance on the held-out twin, so twins (rows of a source sharing their pair of
+    options) form one group; every other row is a group of its own."""
+    cols = set(ds.column_names)
+    if not {"option1", "option2", "source"} <= cols:
+        return [str(i) for i in range(len(ds))]
+    return [f"{s}\x00{min(a.lower(), b.lower())}\x00{max(a.lower(), b.lower())}" if a and b else f"row\x00{i}"
+            for i, (s, a, b) in enumerate(zip(ds["source"], ds["option1"], ds["option2"]))]
+
+
 def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None,
                eval_max_rows: int | None = None):
-    """(train, eval) split of a variant; eval None when fraction is 0, at most `eval_max_rows`."""
+    """(train, eval) split of a variant by whole groups (`split_groups`), seeded; eval is None when
+    fraction is 0 and holds at most `eval_max_rows` (the rest of the held-out rows are not trained on)."""
     if max_rows is not None and len(ds) > max_rows:
         ds = ds.shuffle(seed=seed).select(range(max_rows))
     n_eval = int(round(fraction * len(ds)))
     if n_eval == 0 or len(ds) - n_eval < 1:
         return ds, None
-    sp = ds.train_test_split(test_size=n_eval, seed=seed)
-    evald = sp["test"]
-    if eval_max_rows is not None and len(evald) > eval_max_rows:
-        evald = evald.select(range(eval_max_rows))
-    return sp["train"], evald
+    groups = split_groups(ds)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    held: list[int] = []
+    for g in order:
+        if len(held) >= n_eval:
+            break
+        held.extend(members[g])
+    if len(held) >= len(ds):
+        return ds, None
+    held_set = set(held)
+    train = ds.select([i for i in range(len(ds)) if i not in held_set])
+    return train, ds.select(held[:eval_max_rows] if eval_max_rows is not None else held)
 
 
 def preference_rows(ds, tok, params: Params, max_length: int):

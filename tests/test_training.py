@@ -186,3 +186,50 @@ def test_split_rows_caps_the_eval_slice():
     full_train, full_ev = sft.split_rows(ds, 0.2, seed=0)
     assert full_train["x"] == train["x"] and set(ev["x"]) <= set(full_ev["x"])
     assert sft.split_rows(ds, 0.0, seed=0)[1] is None
+
+
+def test_split_rows_keeps_winogrande_twins_together():
+    """Twins swap the answer between the same options: one trained on and the other held out
+    would reward memorisation with below-chance held-out accuracy."""
+    from datasets import Dataset
+    rows = []
+    for k in range(20):
+        for t in range(2):
+            rows.append({"source": "winogrande", "option1": f"A{k}", "option2": f"B{k}", "x": 2 * k + t})
+    rows += [{"source": "oasst", "option1": "", "option2": "", "x": 100 + k} for k in range(10)]
+    ds = Dataset.from_list(rows)
+    for seed in range(5):
+        train, ev = sft.split_rows(ds, 0.3, seed=seed)
+        assert len(train) + len(ev) == len(ds) and not set(train["x"]) & set(ev["x"])
+        assert abs(len(ev) - 15) <= 1
+        held = {(r["option1"], r["option2"]) for r in ev if r["source"] == "winogrande"}
+        assert not held & {(r["option1"], r["option2"]) for r in train if r["source"] == "winogrande"}
+    assert len(set(sft.split_groups(ds))) == 20 + 10
+
+
+def test_last_token_features_are_what_the_reward_head_reads(trained):
+    p, _ = trained
+    tok = load_tokenizer(base_model_path(p))
+    rm = load_reward_model(p, sft.stage_dir(p, "hd-0.5", "sft"), sft.stage_dir(p, "hd-0.5", "reward"))
+    texts = ["short one", "a much longer text that needs padding in its batch", "mid length text"]
+    feats = rl.last_token_features(rm, tok, texts, batch_size=2, max_length=64)
+    scores = rl.reward_scores(rm, tok, texts, batch_size=2, max_length=64)
+    head = rm.score.weight.detach().float().numpy()[0]
+    assert feats.shape == (3, head.shape[0])
+    assert abs(feats @ head - scores).max() < 1e-4
+
+
+def test_feature_probe_and_cli(trained, capsys, tmp_path):
+    from hetfb_utils.__main__ import main
+    p, _ = trained
+    res = rl.feature_probe(p, "hd-0.5", max_train_pairs=20)
+    assert res["train_pairs"] <= 20 and res["eval_pairs"] >= 1
+    assert 0 <= res["probe_eval_accuracy"] <= 1 and 0 <= res["probe_eval_p_value"] <= 1
+    assert set(res["probe_eval_accuracy_by_source"]) <= {"oasst", "winobias", "winogrande"}
+    assert main(["probe", "tiny", "--variant", "hd-0.5", "--max-train-pairs", "20",
+                 "-p", f"output_root={p.output_root}", "-p", f"cache_dir={p.cache_path}"]) == 0
+    assert (p.run_dir / "tables" / "04_feature_probe.csv").is_file()
+    assert "probe_eval_accuracy" in capsys.readouterr().out
+    fresh = load_params("tiny", [f"output_root={tmp_path}", f"cache_dir={p.cache_path}"])
+    with pytest.raises(sft.TrainingError, match="has not been trained"):
+        rl.feature_probe(fresh, "hd-0.5")
