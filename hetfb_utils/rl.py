@@ -10,6 +10,7 @@ An `-R` model is the base with the SFT adapter merged and the PPO (or DPO) adapt
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -203,7 +204,7 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
     sft_dir, rm_dir = stage_dir(params, variant, "sft"), stage_dir(params, variant, "reward")
     policy = load_causal_lm(params, adapters=[sft_dir], path=path)
     reward_model = load_reward_model(params, sft_dir, rm_dir)
-    value_model = load_reward_model(params, sft_dir, rm_dir)
+    value_model = copy.deepcopy(reward_model)   # initialised from the reward model, trained apart
     for p in reward_model.parameters():
         p.requires_grad_(False)
     trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None,
