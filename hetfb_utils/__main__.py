@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             p = load_params(a.params, a.param)
             print(train_stage(p, a.stage, a.variant, a.force))
         elif a.cmd == "probe":
+            import datasets
             import pandas as pd
             from .report import save_table
+            datasets.disable_progress_bars()
             from .rl import feature_probe
             from .sft import require, stage_dir
             p = load_params(a.params, a.param)

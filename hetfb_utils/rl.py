@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 
 import numpy as np
 
@@ -156,7 +157,9 @@ def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 25
     flip = np.random.default_rng(params.seed).random(len(x_train)) < 0.5   # both classes, no intercept
     x = np.where(flip[:, None], -x_train, x_train)
     clf = LogisticRegressionCV(Cs=[1e-3, 1e-2, 1e-1, 1.0], cv=5, fit_intercept=False, max_iter=5000)
-    clf.fit(x, (~flip).astype(int))
+    with warnings.catch_warnings():   # scikit-learn's notices of future defaults, not about this fit
+        warnings.simplefilter("ignore", FutureWarning)
+        clf.fit(x, (~flip).astype(int))
     correct = x_eval @ clf.coef_[0] > 0
     return {"variant": variant, "train_pairs": len(x_train), "eval_pairs": len(correct),
             "probe_C": float(clf.C_[0]), "probe_train_accuracy": float(np.mean((x @ clf.coef_[0] > 0) == ~flip)),
