@@ -65,20 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             print(train_stage(p, a.stage, a.variant, a.force))
         elif a.cmd == "probe":
             import datasets
-            import pandas as pd
-            from .report import save_table
+            from .rl import feature_probe_table
             datasets.disable_progress_bars()
-            from .rl import feature_probe
-            from .sft import require, stage_dir
             p = load_params(a.params, a.param)
-            rows = []
-            for v in a.variant or p.train_variants:
-                reward = require(p, v, "reward")["metrics"] if (stage_dir(p, v, "reward") / "manifest.json").is_file() else {}
-                rows.append({**feature_probe(p, v, a.max_train_pairs),
-                             "reward_model_eval_accuracy": reward.get("eval_accuracy")})
-            df = pd.json_normalize(rows)
-            save_table(df, "04_feature_probe", p, caption="Linear probe on the SFT model's features "
-                       "(logistic regression on chosen - rejected) vs the trained reward model, same held-out pairs")
+            df = feature_probe_table(p, a.variant or p.train_variants, a.max_train_pairs)
             print(df.to_string(index=False))
         elif a.cmd == "bench":
             from .bench import run_bench

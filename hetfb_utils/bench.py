@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import psutil
 
@@ -166,9 +167,9 @@ def run_bench(params_file: str = "params/quickstart.yaml", skip_reproduce: bool 
         shutil.rmtree(load_params(params_file, ov).run_dir, ignore_errors=True)
         stages: dict = {}
         current = [None, time.perf_counter()]
-        saved = os.environ.get("HETFB_CACHE")
         # cold means cold: an empty cache, so the base-model conversion and the embeddings count too
-        with tempfile.TemporaryDirectory() as cache, PeakRSS() as mon:
+        with tempfile.TemporaryDirectory() as cache, PeakRSS() as mon, \
+                mock.patch.dict(os.environ, {"HETFB_CACHE": cache}):
 
             def log(line: str):
                 print(line, flush=True)
@@ -179,19 +180,12 @@ def run_bench(params_file: str = "params/quickstart.yaml", skip_reproduce: bool 
                     stages[current[0]] = {"seconds": round(time.perf_counter() - current[1], 1),
                                           "peak_rss_gib": round(mon.reset() / 2**30, 2)}
 
-            os.environ["HETFB_CACHE"] = cache
-            try:
-                t0 = time.perf_counter()
-                execute(params_file, ov, log=log)
-                total = time.perf_counter() - t0
-                t1 = time.perf_counter()
-                execute(params_file, ov, log=lambda s: None)
-                warm = time.perf_counter() - t1
-            finally:
-                if saved is None:
-                    os.environ.pop("HETFB_CACHE", None)
-                else:
-                    os.environ["HETFB_CACHE"] = saved
+            t0 = time.perf_counter()
+            execute(params_file, ov, log=log)
+            total = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            execute(params_file, ov, log=lambda s: None)
+            warm = time.perf_counter() - t1
         res["reproduce"] = {"run": reproduce_run, "stages": stages, "total_seconds": round(total, 1), "warm_rerun_seconds": round(warm, 1)}
     atomic_write_json(res, out_dir / "bench.json")
     atomic_write_text(bench_markdown(res), out_dir / "bench.md")

@@ -87,6 +87,13 @@ def accuracy_by_source(correct: np.ndarray, sources: list[str]) -> dict:
 
 
 # --------------------------------------------------------------------------- reward model
+def reward_split(params: Params, ds):
+    """(train, held-out) pairs of the reward stage: the one split its training, its accuracy and
+    `feature_probe` share."""
+    r = params.reward
+    return split_rows(ds, r.eval_fraction, params.seed, r.max_rows, r.eval_max_rows)
+
+
 def train_reward(params: Params, variant: str, force: bool = False) -> dict:
     from trl import RewardTrainer
 
@@ -101,8 +108,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
     args = stage_config(params, "reward", out / "checkpoints", save_steps=10, eval_strategy="no",
                         dataset_num_proc=None)
     max_len = args.max_length or 512
-    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows,
-                              params.reward.eval_max_rows)
+    train, evald = reward_split(params, ds)
     train = preference_rows(train, tok, params, max_len)
     model = load_reward_model(params, stage_dir(params, variant, "sft"))
     metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
@@ -133,13 +139,14 @@ def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 25
     from sklearn.linear_model import LogisticRegressionCV
 
     from .models import base_model_path, load_reward_model, load_tokenizer
+    from .params import stage_config
     from .selection import load_variant
     require(params, variant, "sft")
     ds = load_variant(params, variant)
     tok = load_tokenizer(base_model_path(params))
-    max_len = params.reward.args.get("max_length") or 512
-    train, evald = split_rows(ds, params.reward.eval_fraction, params.seed, params.reward.max_rows,
-                              params.reward.eval_max_rows)
+    # the reward stage's max_length (its config's default when params leave it out), not a guess
+    max_len = stage_config(params, "reward", stage_dir(params, variant, "reward") / "checkpoints").max_length or 512
+    train, evald = reward_split(params, ds)
     if evald is None:
         raise ValueError(f"variant '{variant}': reward.eval_fraction is 0, no held-out pairs to probe")
     if max_train_pairs is not None and len(train) > max_train_pairs:
@@ -165,6 +172,25 @@ def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 25
             "probe_C": float(clf.C_[0]), "probe_train_accuracy": float(np.mean((x @ clf.coef_[0] > 0) == ~flip)),
             "probe_eval_accuracy": float(np.mean(correct)), "probe_eval_p_value": above_chance_p(correct),
             "probe_eval_accuracy_by_source": accuracy_by_source(correct, sources)}
+
+
+def feature_probe_table(params: Params, variants: list[str], max_train_pairs: int | None = 256):
+    """`feature_probe` of each variant beside its trained reward model's held-out accuracy (when
+    that stage has run) -> tables/04_feature_probe."""
+    import json
+
+    import pandas as pd
+
+    from .report import save_table
+    rows = []
+    for v in variants:
+        m = stage_dir(params, v, "reward") / "manifest.json"
+        trained = json.loads(m.read_text())["metrics"].get("eval_accuracy") if m.is_file() else None
+        rows.append({**feature_probe(params, v, max_train_pairs), "reward_model_eval_accuracy": trained})
+    df = pd.json_normalize(rows)
+    save_table(df, "04_feature_probe", params, caption="Linear probe on the SFT model's features (logistic "
+               "regression on chosen - rejected) vs the trained reward model, same held-out pairs")
+    return df
 
 
 # --------------------------------------------------------------------------- PPO
