@@ -122,10 +122,15 @@ def base_model_path(params: Params) -> str:
     """Local directory (or Hub id) of the base model, materialising embedded/tiny models once."""
     name = params.model.name_or_path
     cache = params.cache_path
-    if name in EMBEDDED_MODELS:
-        return str(_embedded_checkpoint(name, cache))
-    if name == "tiny-random":
-        return str(_tiny_checkpoint(params, cache))
+    if name in EMBEDDED_MODELS or name == "tiny-random":
+        import torch
+        # building the checkpoint (random init, then weights copied in) happens once, inside whichever
+        # stage asks first: it must not shift that stage's seeded random stream (LoRA init, sampling),
+        # or a cold cache would train a different model than a warm one
+        with torch.random.fork_rng():
+            if name == "tiny-random":
+                return str(_tiny_checkpoint(params, cache))
+            return str(_embedded_checkpoint(name, cache))
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

@@ -233,3 +233,15 @@ def test_feature_probe_and_cli(trained, capsys, tmp_path):
     fresh = load_params("tiny", [f"output_root={tmp_path}", f"cache_dir={p.cache_path}"])
     with pytest.raises(sft.TrainingError, match="has not been trained"):
         rl.feature_probe(fresh, "hd-0.5")
+
+
+def test_building_the_base_checkpoint_leaves_the_seeded_stream_alone(tmp_path):
+    """A cold cache must train the same model as a warm one: materialising the base checkpoint
+    inside a stage may not consume that stage's random numbers."""
+    p = load_params("tiny", [f"cache_dir={tmp_path}"])
+    torch.manual_seed(0)
+    base_model_path(p)                       # cold: builds the checkpoint
+    cold = torch.rand(3)
+    torch.manual_seed(0)
+    base_model_path(p)                       # warm: reads it
+    assert torch.equal(cold, torch.rand(3))
