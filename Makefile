@@ -35,8 +35,10 @@ test-fast: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow --run-slow $(ARGS)
 
+## JupyterLab on notebooks/ with the project's kernel registered ("Python (hetfb)"); as root it adds --allow-root
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/python -m ipykernel install --user --name hetfb --display-name "Python (hetfb)"
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 bench: setup
 	$(BIN)/python -m hetfb_utils bench $(ARGS)

@@ -47,3 +47,14 @@ def test_runner_reports_failing_notebook(tiny_overrides):
         execute("params/tiny.yaml", tiny_overrides + ["data.sources.0.split=train_zz"], only=["data"])
     assert "01_data_union.ipynb failed" in str(e.value) and "train_zz" in str(e.value)
     assert "executed notebook" in str(e.value)
+
+
+def test_notebooks_ask_for_the_kernel_make_lab_registers():
+    """`make lab` registers the project's environment as kernel `hetfb`; every notebook asks for it,
+    so JupyterLab (or any Jupyter front end) runs it in that environment, not a system Python."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    registered = re.search(r"ipykernel install --user --name (\S+)", (root / "Makefile").read_text()).group(1)
+    for nb in sorted((root / "notebooks").glob("*.ipynb")):
+        assert json.loads(nb.read_text())["metadata"]["kernelspec"]["name"] == registered, nb.name
