@@ -53,6 +53,10 @@ def _fmt(sec: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _label(stage: Stage, variant: str | None) -> str:
+    return stage.notebook + (f" [{variant}]" if variant else "")
+
+
 def _marker(params: Params, stage: Stage, variant: str | None) -> Path:
     tag = stage.notebook.replace(".ipynb", "") + (f"-{variant}" if variant else "")
     return params.run_dir / "notebooks" / ".done" / f"{tag}.json"
@@ -73,6 +77,15 @@ def plan(params: Params, only: list[str] | None = None) -> list[tuple[Stage, str
         for v in (params.train_variants if st.per_variant else [None]):
             steps.append((st, v))
     return steps
+
+
+def kernel_config():
+    """Config for the notebook kernels papermill starts: CurveZMQ transport encryption where pyzmq
+    has it (ipykernel >= 7.3 otherwise warns at every kernel start that it runs over TCP without
+    encryption); a plain config elsewhere."""
+    import zmq
+    from traitlets.config import Config
+    return Config({"KernelManager": {"transport_encryption": "auto"}}) if zmq.has("curve") else Config()
 
 
 def execute(params_file: str, overrides: list[str] | None = None, only: list[str] | None = None,
@@ -103,10 +116,10 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
     invalidated = force
     log(f"hetfb run '{params.run_name}' -> {run_dir}  ({len(steps)} notebook runs)")
     for i, (st, variant) in enumerate(steps, 1):
-        label = st.notebook + (f" [{variant}]" if variant else "")
+        label = _label(st, variant)
         marker, key = _marker(params, st, variant), _stage_key(params, st, variant)
         done = marker.is_file() and json.loads(marker.read_text()).get("key") == key
-        nxt = steps[i][0].notebook + (f" [{steps[i][1]}]" if steps[i][1] else "") if i < len(steps) else "end"
+        nxt = _label(*steps[i]) if i < len(steps) else "end"
         if done and not invalidated:
             log(f"[{i}/{len(steps)}] {label}: complete, skipped")
             continue
@@ -119,7 +132,8 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
             pm.execute_notebook(str(NOTEBOOK_DIR / st.notebook), str(out_nb), kernel_name="python3",
                                 parameters={"params_file": params_path, "overrides": list(overrides or []),
                                             "variant": variant, "force": bool(force)},
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False)
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
+                                config=kernel_config())
         except PapermillExecutionError as e:
             manifest["stages"][label] = {"status": "failed", "seconds": round(time.time() - t0, 1)}
             atomic_write_json(manifest, man_path)
@@ -136,7 +150,12 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
     u = run_dir / "data" / "union_report.json"
     if u.is_file():
         manifest["union_fingerprint"] = json.loads(u.read_text())["fingerprint"]
-    manifest["wall_time_s"] = round(time.time() - t_run, 1)
+    # the run's wall time is the time its current outputs took (every stage as last executed), so a
+    # re-run that skips everything does not overwrite it with its own second; that one is `last_invocation_s`
+    labels = {_label(st, v) for st, v in plan(params)}  # the stages of these params only
+    manifest["wall_time_s"] = round(sum(s["seconds"] for k, s in manifest["stages"].items()
+                                        if k in labels and s.get("status") == "done"), 1)
+    manifest["last_invocation_s"] = round(time.time() - t_run, 1)
     atomic_write_json(manifest, man_path)
     log(f"done in {_fmt(time.time() - t_run)}: tables in {run_dir / 'tables'}, figures in {run_dir / 'figures'}")
     return manifest

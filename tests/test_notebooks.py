@@ -34,8 +34,11 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
     assert all(s["status"] == "done" for s in manifest["stages"].values())
     # a warm re-run skips every completed notebook
     logs.clear()
-    execute("params/tiny.yaml", tiny_overrides, log=logs.append)
+    warm = execute("params/tiny.yaml", tiny_overrides, log=logs.append)
     assert sum("complete, skipped" in line for line in logs) == 9
+    # ... and keeps the run's wall time (the sum of its stages), reporting its own second apart
+    assert warm["wall_time_s"] == man["wall_time_s"] == round(sum(s["seconds"] for s in manifest["stages"].values()), 1)
+    assert warm["last_invocation_s"] < 30
     # an evaluation-only change re-runs only notebook 05 (training is not redone)
     logs.clear()
     execute("params/tiny.yaml", tiny_overrides + ["evaluation.crows_max=4"], log=logs.append)
@@ -58,3 +61,27 @@ def test_notebooks_ask_for_the_kernel_make_lab_registers():
     registered = re.search(r"ipykernel install --user --name (\S+)", (root / "Makefile").read_text()).group(1)
     for nb in sorted((root / "notebooks").glob("*.ipynb")):
         assert json.loads(nb.read_text())["metadata"]["kernelspec"]["name"] == registered, nb.name
+
+
+def test_notebook_kernels_run_with_transport_encryption(tmp_path):
+    """The runner's kernels get CurveZMQ keys (ipykernel otherwise warns at every start that it runs
+    over TCP without encryption) and still answer."""
+    import zmq
+    from jupyter_client import KernelManager
+
+    from hetfb_utils.runner import kernel_config
+    if not zmq.has("curve"):
+        pytest.skip("this pyzmq has no CurveZMQ")
+    km = KernelManager(kernel_name="python3", config=kernel_config())
+    err = tmp_path / "kernel.err"
+    with open(err, "w") as f:
+        km.start_kernel(stderr=f)
+    try:
+        assert "curve_secretkey" in km.get_connection_info()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+    assert "without encryption" not in err.read_text()
