@@ -29,6 +29,9 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
     for f in ("01_union.png", "02_selection_projection.png", "05_metrics_vs_fraction.png", "05_heatmap.png"):
         assert (run / "figures" / f).stat().st_size > 1000, f
     assert "model `tiny-random`" in (run / "tables" / "table1_winobias.md").read_text()
+    for nb in (run / "notebooks").glob("*.ipynb"):  # no tqdm "IProgress not found" warning in any output
+        outs = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
+        assert not any("TqdmWarning" in "".join(o.get("text", "")) for o in outs), nb.name
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["data_hashes"] and manifest["packages"]["trl"] == "1.12.0" and man["wall_time_s"] > 0
     assert all(s["status"] == "done" for s in manifest["stages"].values())
