@@ -114,6 +114,7 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
     manifest.setdefault("stages", {})
     t_run = time.time()
     invalidated = force
+    kernels = kernel_config()
     log(f"hetfb run '{params.run_name}' -> {run_dir}  ({len(steps)} notebook runs)")
     for i, (st, variant) in enumerate(steps, 1):
         label = _label(st, variant)
@@ -133,7 +134,7 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
                                 parameters={"params_file": params_path, "overrides": list(overrides or []),
                                             "variant": variant, "force": bool(force)},
                                 cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
-                                config=kernel_config())
+                                config=kernels)
         except PapermillExecutionError as e:
             manifest["stages"][label] = {"status": "failed", "seconds": round(time.time() - t0, 1)}
             atomic_write_json(manifest, man_path)
