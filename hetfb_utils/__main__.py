@@ -1,4 +1,4 @@
-"""Command line: `python -m hetfb_utils {run,train,probe,bench,validate,params-doc}`."""
+"""Command line: `python -m hetfb_utils {run,train,probe,plan,bench,validate,params-doc}`."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="run name of the timed cold reproduction (its output dir is deleted first); "
                         "`--reproduce-run quickstart` makes it the quickstart run itself")
 
+    pl = sub.add_parser("plan", help="what a params file costs, resolved offline: parameters, LoRA, "
+                        "memory per GPU, tokens and GPU-hours per stage (model built on the meta device)")
+    pl.add_argument("params")
+    pl.add_argument("--tflops", type=float, default=100.0,
+                    help="effective throughput per GPU for the GPU-hours (default 100, ~1/3 of an A100's bf16 peak)")
+    pl.add_argument("-p", "--param", action="append", default=[])
+
     v = sub.add_parser("validate", help="check a params file and print the resolved parameters")
     v.add_argument("params")
     v.add_argument("-p", "--param", action="append", default=[])
@@ -73,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "bench":
             from .bench import run_bench
             run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run)
+        elif a.cmd == "plan":
+            from .plan import plan_text
+            print(plan_text(load_params(a.params, a.param), a.tflops))
         elif a.cmd == "validate":
             import yaml
             print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))

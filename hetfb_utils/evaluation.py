@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .params import Params
+from .progress import note
 
 PAPER_TABLE1 = pd.DataFrame([
     ("Base", 0.4585, 0.0010, 3.0393, 0.9482, 0.9482),
@@ -747,6 +748,7 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
             results[m] = hit
             continue
         t0 = time.time()
+        note(f"evaluation: {spec.name} · {m}")
         if m == "winobias":
             # answers are generated on the scorer's prompt batches: generation-wide batches
             val, det = eval_winobias(model, tok, data["winobias"], ev.generate_batch_size, params)

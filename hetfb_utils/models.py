@@ -127,7 +127,8 @@ def base_model_path(params: Params) -> str:
         # building the checkpoint (random init, then weights copied in) happens once, inside whichever
         # stage asks first: it must not shift that stage's seeded random stream (LoRA init, sampling),
         # or a cold cache would train a different model than a warm one
-        with torch.random.fork_rng():
+        from .distributed import main_first
+        with torch.random.fork_rng(), main_first():   # several processes: the main one builds it
             if name == "tiny-random":
                 return str(_tiny_checkpoint(params, cache))
             return str(_embedded_checkpoint(name, cache))

@@ -437,7 +437,10 @@ def stage_config(params: Params, stage: str, output_dir: Path, **extra):
     cls = _config_class(stage)
     import torch
     on_gpu = torch.cuda.is_available() and params.model.dtype in ("auto", "bfloat16")
+    # use_cpu without CUDA: under `accelerate launch` the processes then join over gloo (the
+    # Trainer would otherwise treat each of them as a lone process writing the same files)
     kwargs = {"output_dir": str(output_dir), "seed": params.seed, "report_to": "none", "bf16": on_gpu,
+              "use_cpu": not torch.cuda.is_available(),
               "save_strategy": "steps", "save_total_limit": 1, "logging_steps": 1,
               "disable_tqdm": False}
     kwargs.update(extra)

@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 
 from .params import Params
-from .sft import (begin_stage, finite_loss_callback, last_checkpoint, preference_rows, require,
-                  split_rows, stage_dir, train_loss, write_manifest)
+from .sft import (begin_stage, last_checkpoint, preference_rows, require, save_adapter, split_rows,
+                  stage_callbacks, stage_dir, train_loss, write_manifest)
 
 
 def _by_length(model, tok, texts: list[str], batch_size: int, max_length: int, fn) -> list:
@@ -117,7 +117,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
     evald = preference_rows(evald, tok, params, max_len) if evald is not None else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                             peft_config=lora_config(params, "reward", "SEQ_CLS"),
-                            callbacks=[finite_loss_callback("reward model", variant, out)])
+                            callbacks=stage_callbacks("reward model", variant, out))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics["train_loss"] = train_loss(trainer, result)
     if evald is not None:
@@ -126,7 +126,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
         metrics["eval_accuracy"] = float(np.mean(correct))
         metrics["eval_p_value"] = above_chance_p(correct)
         metrics["eval_accuracy_by_source"] = accuracy_by_source(correct, sources)
-    trainer.model.save_pretrained(out)
+    save_adapter(trainer.model, out)
     return write_manifest(params, variant, "reward", key, trainer, metrics, started)
 
 
@@ -209,6 +209,7 @@ def probe_reward(policy, reward_model, tok, prompts: list[str], max_new_tokens: 
 def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
     from trl.experimental.ppo import PPOTrainer
 
+    from .distributed import world_size
     from .models import base_model_path, format_prompt, load_causal_lm, load_reward_model, load_tokenizer
     from .params import lora_config, stage_config
 
@@ -234,12 +235,16 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
     policy = load_causal_lm(params, adapters=[sft_dir], path=path)
     reward_model = load_reward_model(params, sft_dir, rm_dir)
     value_model = copy.deepcopy(reward_model)   # initialised from the reward model, trained apart
+    # reference = the SFT model. One process: the policy with its PPO adapter disabled (no copy).
+    # Several: trl 1.12 reads that policy off `model.policy`, which the DistributedDataParallel
+    # wrapper lacks (AttributeError), so the reference is a frozen copy of the same SFT model.
+    ref_model = copy.deepcopy(policy).requires_grad_(False) if world_size() > 1 else None
     for p in reward_model.parameters():
         p.requires_grad_(False)
-    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None,
+    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref_model,
                          reward_model=reward_model, value_model=value_model, train_dataset=prompts,
                          peft_config=lora_config(params, "ppo", "CAUSAL_LM"),
-                         callbacks=[finite_loss_callback("PPO", variant, out)])
+                         callbacks=stage_callbacks("PPO", variant, out))
     # the same probe prompts answered greedily before and after PPO, scored by the reward model:
     # did the policy learn to get more reward? (batch means during training mix prompt variance in)
     n_probe = min(params.rl.ppo.probe_prompts, len(prompts))
@@ -258,7 +263,7 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
         metrics.update({"probe_prompts": n_probe, "probe_reward_before": float(np.mean(before)),
                         "probe_reward_after": float(np.mean(after)),
                         "probe_improved": float(np.mean(after > before))})
-    trainer.policy_model.save_pretrained(out)
+    save_adapter(trainer.policy_model, out)
     return write_manifest(params, variant, "ppo", key, trainer, metrics, started)
 
 
@@ -283,12 +288,12 @@ def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
     policy = load_causal_lm(params, adapters=[stage_dir(params, variant, "sft")], path=path)
     trainer = DPOTrainer(model=policy, ref_model=None, args=args, train_dataset=train, processing_class=tok,
                          peft_config=lora_config(params, "dpo", "CAUSAL_LM"),
-                         callbacks=[finite_loss_callback("DPO", variant, out)])
+                         callbacks=stage_callbacks("DPO", variant, out))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     log = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
     metrics = {"train_rows": len(train), "train_loss": train_loss(trainer, result),
                "reward_accuracy_last": log[-1]["rewards/accuracies"] if log else None}
-    trainer.model.save_pretrained(out)
+    save_adapter(trainer.model, out)
     return write_manifest(params, variant, "dpo", key, trainer, metrics, started)
 
 

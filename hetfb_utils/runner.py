@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from unittest import mock
 from pathlib import Path
 
 from .params import REPO_ROOT, Params, load_params
@@ -115,35 +117,39 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
     t_run = time.time()
     invalidated = force
     kernels = kernel_config()
+    from .progress import ENV, Watcher
+    progress_file = nb_out / ".progress.json"      # the kernel (and its launches) inherit the variable
     log(f"hetfb run '{params.run_name}' -> {run_dir}  ({len(steps)} notebook runs)")
-    for i, (st, variant) in enumerate(steps, 1):
-        label = _label(st, variant)
-        marker, key = _marker(params, st, variant), _stage_key(params, st, variant)
-        done = marker.is_file() and json.loads(marker.read_text()).get("key") == key
-        nxt = _label(*steps[i]) if i < len(steps) else "end"
-        if done and not invalidated:
-            log(f"[{i}/{len(steps)}] {label}: complete, skipped")
-            continue
-        invalidated = True  # everything after a re-run stage runs again (inner caches skip unchanged work)
-        out_nb = nb_out / (st.notebook.replace(".ipynb", f"-{variant}.ipynb") if variant else st.notebook)
-        log(f"[{i}/{len(steps)}] {label}: running (elapsed {_fmt(time.time() - t_run)}; next: {nxt})")
-        t0 = time.time()
-        marker.unlink(missing_ok=True)
-        try:
-            pm.execute_notebook(str(NOTEBOOK_DIR / st.notebook), str(out_nb), kernel_name="python3",
-                                parameters={"params_file": params_path, "overrides": list(overrides or []),
-                                            "variant": variant, "force": bool(force)},
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
-                                config=kernels)
-        except PapermillExecutionError as e:
-            manifest["stages"][label] = {"status": "failed", "seconds": round(time.time() - t0, 1)}
-            atomic_write_json(manifest, man_path)
-            raise RunFailed(f"{label} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                            f"  executed notebook (with the traceback): {out_nb}") from None
-        sec = time.time() - t0
-        atomic_write_json({"key": key, "seconds": round(sec, 1)}, marker)
-        manifest["stages"][label] = {"status": "done", "seconds": round(sec, 1), "notebook": str(out_nb)}
-        log(f"[{i}/{len(steps)}] {label}: done in {_fmt(sec)}")
+    with mock.patch.dict(os.environ, {ENV: str(progress_file)}):
+        for i, (st, variant) in enumerate(steps, 1):
+            label = _label(st, variant)
+            marker, key = _marker(params, st, variant), _stage_key(params, st, variant)
+            done = marker.is_file() and json.loads(marker.read_text()).get("key") == key
+            nxt = _label(*steps[i]) if i < len(steps) else "end"
+            if done and not invalidated:
+                log(f"[{i}/{len(steps)}] {label}: complete, skipped")
+                continue
+            invalidated = True  # everything after a re-run stage runs again (inner caches skip unchanged work)
+            out_nb = nb_out / (st.notebook.replace(".ipynb", f"-{variant}.ipynb") if variant else st.notebook)
+            log(f"[{i}/{len(steps)}] {label}: running (elapsed {_fmt(time.time() - t_run)}; next: {nxt})")
+            t0 = time.time()
+            marker.unlink(missing_ok=True)
+            try:
+                with Watcher(progress_file, log):    # training step / evaluation model while it runs
+                    pm.execute_notebook(str(NOTEBOOK_DIR / st.notebook), str(out_nb), kernel_name="python3",
+                                        parameters={"params_file": params_path, "overrides": list(overrides or []),
+                                                    "variant": variant, "force": bool(force)},
+                                        cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
+                                        config=kernels)
+            except PapermillExecutionError as e:
+                manifest["stages"][label] = {"status": "failed", "seconds": round(time.time() - t0, 1)}
+                atomic_write_json(manifest, man_path)
+                raise RunFailed(f"{label} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                                f"  executed notebook (with the traceback): {out_nb}") from None
+            sec = time.time() - t0
+            atomic_write_json({"key": key, "seconds": round(sec, 1)}, marker)
+            manifest["stages"][label] = {"status": "done", "seconds": round(sec, 1), "notebook": str(out_nb)}
+            log(f"[{i}/{len(steps)}] {label}: done in {_fmt(sec)}")
     rep = run_dir / "data" / "selection_report.json"
     if rep.is_file():
         r = json.loads(rep.read_text())
@@ -165,26 +171,63 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
 def train_stage(params: Params, stage: str, variant: str, force: bool = False):
     """One training stage in this process (used by notebooks and by `accelerate launch`)."""
     from . import rl, sft
+    check_launch_here()
     fn = {"sft": sft.train_sft, "reward": rl.train_reward, "ppo": rl.train_ppo, "dpo": rl.train_dpo,
           "rl": rl.train_rl}[stage]
     return fn(params, variant, force)
 
 
-def run_training(params: Params, stage: str, variant: str, params_file: str, overrides=(), force=False):
-    """Run a training stage in-process, or through `accelerate launch` when
-    `training.launcher: accelerate` (multi-GPU / DeepSpeed / FSDP from params/accelerate/)."""
-    if params.training.launcher == "inprocess":
-        return train_stage(params, stage, variant, force)
+def check_launch_here(config: dict | None = None, name: str = "this accelerate launch") -> None:
+    """FSDP and DeepSpeed need GPUs: accelerate 1.15's FSDP plugin stops with 'There are currently no
+    available devices found' on a CPU-only machine, and DeepSpeed's ZeRO needs CUDA. Say so, with
+    the config that asked for it and what to use instead, before any process starts."""
+    import os
+
+    import torch
+    kind = (config or {}).get("distributed_type") or (
+        "FSDP" if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" else
+        "DEEPSPEED" if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" else None)
+    if kind in ("FSDP", "DEEPSPEED") and not torch.cuda.is_available():
+        from .sft import TrainingError
+        raise TrainingError(f"{name} asks for {kind}, which needs CUDA GPUs (none here). On CPU use "
+                            "data parallel over gloo: training.accelerate_config: "
+                            "params/accelerate/cpu_2proc.yaml, or training.launcher: inprocess.")
+
+
+def accelerate_command(params: Params, stage: str, variant: str, params_file: str, overrides=(),
+                       force: bool = False) -> list[str]:
+    """The `accelerate launch` command line of a stage, after checking its config file."""
+    import yaml
+
+    from .sft import TrainingError
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if params.training.accelerate_config:
         cfg = Path(params.training.accelerate_config)
-        cmd += ["--config_file", str(cfg if cfg.is_absolute() else REPO_ROOT / cfg)]
+        cfg = cfg if cfg.is_absolute() else REPO_ROOT / cfg
+        if not cfg.is_file():
+            raise TrainingError(f"training.accelerate_config: '{params.training.accelerate_config}' not "
+                                f"found; the configs shipped are in params/accelerate/ "
+                                f"({', '.join(sorted(p.name for p in (REPO_ROOT / 'params/accelerate').glob('*.yaml')))})")
+        check_launch_here(yaml.safe_load(cfg.read_text()) or {}, f"training.accelerate_config '{cfg.name}'")
+        cmd += ["--config_file", str(cfg)]
     cmd += ["-m", "hetfb_utils", "train", stage, str(params_file), "--variant", variant]
     for o in overrides:
         cmd += ["-p", o]
     if force:
         cmd.append("--force")
-    subprocess.run(cmd, check=True, cwd=REPO_ROOT)
-    from .sft import stage_dir
+    return cmd
+
+
+def run_training(params: Params, stage: str, variant: str, params_file: str, overrides=(), force=False):
+    """Run a training stage in-process, or through `accelerate launch` when
+    `training.launcher: accelerate` (several processes / GPUs, DeepSpeed, FSDP from params/accelerate/)."""
+    if params.training.launcher == "inprocess":
+        return train_stage(params, stage, variant, force)
+    from .sft import TrainingError, stage_dir
+    cmd = accelerate_command(params, stage, variant, params_file, overrides, force)
+    res = subprocess.run(cmd, cwd=REPO_ROOT)
+    if res.returncode != 0:
+        raise TrainingError(f"`accelerate launch` of stage '{stage}' on variant '{variant}' exited with "
+                            f"{res.returncode}; its processes' tracebacks are above. Command: {' '.join(cmd)}")
     final = params.rl.algorithm if stage == "rl" else stage   # the stage whose manifest ends the run
     return json.loads((stage_dir(params, variant, final) / "manifest.json").read_text())

@@ -58,6 +58,8 @@ def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ..
     parent stages' params), the manifest if already done, a clean directory when forced (or
     when the stage cannot resume). Returns (dataset, key, out_dir, done_manifest | None)."""
     from .selection import content_hash, load_variant
+    from . import distributed
+    distributed.init()                       # several processes: join the group before any file
     parent_hashes = [require(params, variant, s)["key"]["params_hash"] for s in parents]
     ds = load_variant(params, variant)
     key = stage_key(params, variant, stage, content_hash(ds.to_pandas()), parent_hashes)
@@ -65,11 +67,13 @@ def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ..
     done = None if force else finished(params, variant, stage, key)
     if done is None:
         started_key = out / "started.json"   # which inputs the checkpoints in `out` belong to
-        same_inputs = started_key.is_file() and json.loads(started_key.read_text()) == key
-        if out.exists() and (force or not resumable or not same_inputs):
-            shutil.rmtree(out)               # never resume a checkpoint of other data or params
-        from .report import atomic_write_json
-        atomic_write_json(key, started_key)
+        with distributed.main_first():       # one process resets the directory, the others find it
+            same_inputs = started_key.is_file() and json.loads(started_key.read_text()) == key
+            if distributed.is_main():
+                if out.exists() and (force or not resumable or not same_inputs):
+                    shutil.rmtree(out)       # never resume a checkpoint of other data or params
+                from .report import atomic_write_json
+                atomic_write_json(key, started_key)
         from transformers import set_seed    # LoRA / head initialisation: same seed, same model
         set_seed(params.seed)
     return ds, key, out, done
@@ -80,20 +84,34 @@ def last_checkpoint(out: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
+def save_adapter(model, out: Path, tok=None) -> None:
+    """The trained adapter (and tokenizer), written by the main process only."""
+    from .distributed import is_main
+    if is_main():
+        model.save_pretrained(out)
+        if tok is not None:
+            tok.save_pretrained(out)
+
+
 def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer,
                    metrics: dict, started: float) -> dict:
+    """The stage's manifest (every process returns it; the main process writes it, with the log
+    history, and drops the checkpoints); the processes leave together."""
+    from . import distributed
     from .report import atomic_write_json, provenance
     out = stage_dir(params, variant, stage)
     trainer_state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
     log = trainer_state.get("log_history", [])
-    atomic_write_json(log, out / "log_history.json")
     man = {"key": key, "stage": stage, "variant": variant, "seed": params.seed,
-           "steps": trainer_state.get("global_step"), "metrics": metrics,
-           "wall_time_s": round(time.time() - started, 1), **provenance(params)}
-    atomic_write_json(man, out / "manifest.json")
-    ck = out / "checkpoints"
-    if ck.exists():
-        shutil.rmtree(ck)
+           "steps": trainer_state.get("global_step"), "world_size": distributed.world_size(),
+           "metrics": metrics, "wall_time_s": round(time.time() - started, 1), **provenance(params)}
+    if distributed.is_main():
+        atomic_write_json(log, out / "log_history.json")
+        atomic_write_json(man, out / "manifest.json")
+        ck = out / "checkpoints"
+        if ck.exists():
+            shutil.rmtree(ck)
+    distributed.barrier()
     return man
 
 
@@ -102,6 +120,13 @@ def train_loss(trainer, result) -> float:
     own `training_loss` covers only the steps run since the last restart)."""
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     return float(sum(losses) / len(losses)) if losses else result.training_loss
+
+
+def stage_callbacks(stage: str, variant: str, out: Path) -> list:
+    """What every training stage's Trainer gets: the stop on a non-finite loss and the progress
+    line for the runner's console."""
+    from .progress import callback
+    return [finite_loss_callback(stage, variant, out), callback(stage, variant)]
 
 
 def finite_loss_callback(stage: str, variant: str, out: Path):
@@ -226,18 +251,23 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
     model = load_causal_lm(params, path=path)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evald,
                          processing_class=tok, peft_config=lora_config(params, "sft", "CAUSAL_LM"),
-                         callbacks=[finite_loss_callback("SFT", variant, out)])
+                         callbacks=stage_callbacks("SFT", variant, out))
     metrics = {"train_rows": len(train), "eval_rows": len(evald) if evald is not None else 0}
     base_file = out / "base_eval.json"
     if evald is not None:
-        if not base_file.is_file():  # before train(): the fresh LoRA has B = 0, so this is the base model
+        from . import distributed
+        have = base_file.is_file()
+        distributed.barrier()        # every process decided before the main one writes
+        if not have:  # before train(): the fresh LoRA has B = 0, so this is the base model
             from .report import atomic_write_json
-            atomic_write_json({"loss": trainer.evaluate()["eval_loss"]}, base_file)
+            loss = trainer.evaluate()["eval_loss"]       # every process: evaluate() gathers
+            if distributed.is_main():
+                atomic_write_json({"loss": loss}, base_file)
+            distributed.barrier()
         metrics["base_eval_loss"] = json.loads(base_file.read_text())["loss"]
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out))
     metrics["train_loss"] = train_loss(trainer, result)
     if evald is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
-    trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_adapter(trainer.model, out, tok)
     return write_manifest(params, variant, "sft", key, trainer, metrics, started)

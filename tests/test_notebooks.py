@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -32,6 +33,9 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
     for nb in (run / "notebooks").glob("*.ipynb"):  # no tqdm "IProgress not found" warning in any output
         outs = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
         assert not any("TqdmWarning" in "".join(o.get("text", "")) for o in outs), nb.name
+    # while a notebook runs, the console shows the training step and the model being evaluated
+    assert any(re.search(r"SFT \[[\w.-]+\]: step \d+/\d+", line) for line in logs), logs
+    assert any("evaluation: " in line for line in logs), logs
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["data_hashes"] and manifest["packages"]["trl"] == "1.12.0" and man["wall_time_s"] > 0
     assert all(s["status"] == "done" for s in manifest["stages"].values())
