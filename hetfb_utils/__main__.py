@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             import yaml
             print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))
         elif a.cmd == "params-doc":
-            from .params import schema_markdown, update_readme
+            from .params_doc import schema_markdown, update_readme
             if a.readme:
                 print("README.md updated" if update_readme() else "README.md already up to date")
             else:

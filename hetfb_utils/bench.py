@@ -53,7 +53,8 @@ class PeakRSS:
 def bench_scorer(params, n_pairs: int = 100) -> dict:
     import numpy as np
     from . import data as D
-    from .evaluation import reference_logprob, score_continuations, winobias_prompt
+    from .benchmarks.prompts import winobias_prompt
+    from .scoring import reference_logprob, score_continuations
     from .models import base_model_path, load_causal_lm, load_tokenizer
     model, tok = load_causal_lm(params), load_tokenizer(base_model_path(params))
     pairs = D.load_winobias_pairs("test", D.data_dir(params), "wb", D.Drops())[:n_pairs]

@@ -78,7 +78,7 @@ def _embedded_checkpoint(name: str, cache: Path) -> Path:
 
 
 def _tiny_checkpoint(params: Params, cache: Path) -> Path:
-    from .data import data_dir
+    from .readers import data_dir
     cfg = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
            "num_key_value_heads": 2, "max_position_embeddings": 1024, "vocab_size": 512}
     cfg.update(params.model.tiny_config)

@@ -9,24 +9,19 @@ names the key, not a silently ignored setting.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PARAMS_DIR = REPO_ROOT / "params"
-
-
-class ParamsError(ValueError):
-    """A parameter file (or override) that cannot be used; the message names file, key and fix."""
+from .params_files import (PARAMS_DIR, REPO_ROOT, ParamsError, _read_yaml, apply_overrides,  # noqa: F401
+                           parse_override, resolve_params_path)
 
 
 class _Strict(BaseModel):
@@ -221,6 +216,10 @@ class EvalParams(_Strict):
     winogender_max: int | None = Field(None, gt=0)
     winogrande_split: str = "validation"
     winogrande_max: int | None = Field(None, gt=0)
+    winogrande_method: Literal["mean_loss", "partial"] = Field(
+        "mean_loss", description="WinoGrande `accuracy`: `mean_loss` = the filled-in sentence with the lower "
+        "mean token loss (the authors' script); `partial` = lm-evaluation-harness's scoring of the words "
+        "after the blank. Both are reported side by side.")
     oasst_max_pairs: int | None = Field(None, gt=0)
     oasst_generate_max: int = Field(16, ge=0, description="Held-out prompts answered greedily and "
                                     "scored by the reward model (win-rate vs Base).")
@@ -242,7 +241,8 @@ class EvalParams(_Strict):
 
 
 class Params(_Strict):
-    run_name: str = Field(description="Outputs go to <output_root>/<run_name>/.")
+    run_name: str = Field(description="Outputs go to "
+                          "<output_root>/<run_name>/: a plain name (letters, digits, '.', '_', '-'), no path.")
     seed: int = 42
     output_root: str = Field("outputs", description="Relative paths are relative to the repository.")
     cache_dir: str | None = Field(None, description="Cache for converted data, embeddings, the "
@@ -255,6 +255,15 @@ class Params(_Strict):
     rl: RLParams = Field(default_factory=RLParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
     evaluation: EvalParams = Field(default_factory=EvalParams)
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+            raise ValueError(f"run_name must be a plain name (letters, digits, '.', '_', '-'; no '/' or "
+                             f"'..'), got {v!r}: the run writes to <output_root>/<run_name>/. Use "
+                             "output_root to choose the directory")
+        return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -301,85 +310,6 @@ class Params(_Strict):
 
 def variant_name(fraction: float) -> str:
     return f"hd-{fraction:g}" if fraction != 1 else "hd-1.0"
-
-
-# --------------------------------------------------------------------------- loading
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def resolve_params_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    candidates = [p, PARAMS_DIR / p, PARAMS_DIR / f"{p}.yaml"]
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    shipped = sorted(x.name for x in PARAMS_DIR.glob("*.yaml"))
-    raise ParamsError(f"params file not found: '{path}' (looked at {[str(c) for c in candidates]}). "
-                      f"Shipped files: {shipped}")
-
-
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    if path in seen:
-        raise ParamsError(f"{path}: `extends` loop through {[str(s) for s in seen]}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
-    parent = raw.pop("extends", None)
-    if parent:
-        ppath = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
-        if not ppath.is_file():
-            raise ParamsError(f"{path}: `extends: {parent}` not found (looked at {ppath})")
-        raw = _deep_merge(_read_yaml(ppath.resolve(), seen + (path,)), raw)
-    return raw
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ParamsError(f"override '{item}' must look like key.sub=value (e.g. seed=1)")
-    key, value = item.split("=", 1)
-    keys = [k for k in key.strip().split(".") if k]
-    if not keys:
-        raise ParamsError(f"override '{item}' has an empty key")
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = value
-    if isinstance(parsed, str):  # YAML 1.1 reads `2e-3` as a string; a number is meant
-        try:
-            parsed = float(parsed)
-        except ValueError:
-            pass
-    return keys, parsed
-
-
-def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
-    if not overrides:
-        return raw
-    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
-    raw = copy.deepcopy(raw)
-    for keys, value in items:
-        keys = keys.split(".") if isinstance(keys, str) else keys
-        node = raw
-        for k in keys[:-1]:
-            if isinstance(node, list):
-                node = node[int(k)]
-                continue
-            node = node.setdefault(k, {})
-        if isinstance(node, list):
-            node[int(keys[-1])] = value
-        else:
-            node[keys[-1]] = value
-    return raw
 
 
 def _format_error(source: str, err: ValidationError, raw: dict) -> str:
@@ -446,6 +376,14 @@ def stage_config(params: Params, stage: str, output_dir: Path, **extra):
     kwargs.update(extra)
     kwargs.update(section.args)
     names = {f.name for f in dataclasses.fields(cls)}
+    # pinned memory only helps copies to a GPU (torch warns when it is asked for without one)
+    kwargs.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    if "activation_checkpointing" in names:
+        # transformers 5.23 renamed `gradient_checkpointing` to `activation_checkpointing` (and warns at every
+        # config whose old field is set, as TRL's default True is); pass the value under its new name
+        old_default = {f.name: f.default for f in dataclasses.fields(cls)}.get("gradient_checkpointing")
+        kwargs.setdefault("activation_checkpointing", kwargs.pop("gradient_checkpointing", old_default))
+        kwargs.pop("gradient_checkpointing", None)
     return cls(**{k: v for k, v in kwargs.items() if k in names})
 
 
@@ -458,49 +396,3 @@ def lora_config(params: Params, stage: str, task_type: str):
     kw.update(section.lora)
     kw["task_type"] = task_type
     return LoraConfig(**kw)
-
-
-def schema_markdown() -> str:
-    """The params reference of the README, generated from the schema."""
-    out = []
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, f in model.model_fields.items():
-            ann = f.annotation
-            sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            if name in ("args", "lora"):
-                kind = {"SFTParams": "sft", "RewardParams": "reward", "PPOParams": "ppo",
-                        "DPOParams": "dpo"}.get(model.__name__, "")
-                target = "peft `LoraConfig`" if name == "lora" else {
-                    "sft": "trl `SFTConfig`", "reward": "trl `RewardConfig`",
-                    "ppo": "trl.experimental.ppo `PPOConfig`", "dpo": "trl `DPOConfig`"}[kind]
-                out.append(f"| `{prefix}{name}` | mapping | {{}} | any field of {target} |")
-                continue
-            if sub is not None:
-                walk(sub, f"{prefix}{name}.")
-                continue
-            if name == "sources":
-                out.append(f"| `{prefix}sources[]` | list | — | datasets of the union, fields below |")
-                walk(SourceSpec, f"{prefix}sources[].")
-                continue
-            default = "required" if f.is_required() else "`" + json.dumps(
-                f.default_factory() if f.default_factory else f.default) + "`"
-            t = str(ann).replace("typing.", "").replace("<class '", "").replace("'>", "").replace("|", "\\|")
-            desc = (f.description or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `{prefix}{name}` | `{t}` | {default} | {desc} |")
-
-    walk(Params, "")
-    return "| key | type | default | meaning |\n|---|---|---|---|\n" + "\n".join(out)
-
-
-README_START, README_END = "<!-- params-reference:start -->", "<!-- params-reference:end -->"
-
-
-def update_readme(path: Path = REPO_ROOT / "README.md") -> bool:
-    """Rewrite the README's params reference from the schema; True when it changed."""
-    text = path.read_text()
-    a, b = text.index(README_START) + len(README_START), text.index(README_END)
-    new = text[:a] + "\n" + schema_markdown() + "\n" + text[b:]
-    if new != text:
-        path.write_text(new)
-    return new != text

@@ -16,6 +16,12 @@ import pandas as pd
 from .params import REPO_ROOT, Params
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)   # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename onto it only if the block succeeds, so a crash
@@ -24,6 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes it 0600: give it the mode open() would
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -61,7 +68,7 @@ def git_commit() -> str:
 
 def provenance(params: Params, **extra: Any) -> dict:
     """What produced an output: run, data, model, seed, code version."""
-    from .data import data_dir
+    from .readers import data_dir
     try:
         ddir = str(data_dir(params) or "hub")
     except Exception:  # noqa: BLE001 - provenance must never fail

@@ -11,12 +11,25 @@ An `-R` model is the base with the SFT adapter merged and the PPO (or DPO) adapt
 from __future__ import annotations
 
 import copy
+import logging
 import time
 import warnings
 
 import numpy as np
 
 from .params import Params
+
+
+class _GenerationConfigNotice(logging.Filter):
+    """trl 1.12's PPOTrainer calls `generate` with a `generation_config` *and* `output_scores` /
+    `return_dict_in_generate`, which transformers 5.23 logs as deprecated once per process. The call
+    is inside the library; exactly that message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passing `generation_config` together with generation-related")
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_GenerationConfigNotice())
 from .sft import (begin_stage, last_checkpoint, preference_rows, require, save_adapter, split_rows,
                   stage_callbacks, stage_dir, train_loss, write_manifest)
 
@@ -196,7 +209,7 @@ def feature_probe_table(params: Params, variants: list[str], max_train_pairs: in
 # --------------------------------------------------------------------------- PPO
 def probe_reward(policy, reward_model, tok, prompts: list[str], max_new_tokens: int) -> np.ndarray:
     """Reward-model score of the policy's greedy answer to each prompt."""
-    from .evaluation import generate_greedy
+    from .scoring import generate_greedy
     if not prompts:
         return np.zeros(0)
     was_training = policy.training

@@ -64,11 +64,29 @@ def _marker(params: Params, stage: Stage, variant: str | None) -> Path:
     return params.run_dir / "notebooks" / ".done" / f"{tag}.json"
 
 
-def _stage_key(params: Params, stage: Stage, variant: str | None) -> str:
+def _stage_parts(params: Params, stage: Stage, variant: str | None) -> dict:
+    """What a notebook run depends on: its params sections, the notebook, the package's code."""
+    from .version import code_version
     nb = (NOTEBOOK_DIR / stage.notebook).read_bytes()
-    blob = json.dumps([params.digest(*stage.sections), variant, hashlib.sha1(nb).hexdigest(),
-                       params.train_variants if stage.name == "eval" else None])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return {"params": params.digest(*stage.sections), "variant": variant, "notebook": hashlib.sha1(nb).hexdigest(),
+            "code": code_version(), "variants": params.train_variants if stage.name == "eval" else None}
+
+
+def _stage_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _why(marker: Path, parts: dict, invalidated: bool) -> str:
+    """Why a notebook runs again: nothing recorded, or which of its inputs changed."""
+    if not marker.is_file():
+        return "not run yet"
+    old = json.loads(marker.read_text()).get("parts")
+    if old is None:
+        return "marker from an older kit"
+    changed = [k for k in ("params", "notebook", "code", "variants") if old.get(k) != parts[k]]
+    names = {"params": "params changed", "notebook": "notebook changed", "code": "hetfb_utils code changed",
+             "variants": "variants changed"}
+    return ", ".join(names[k] for k in changed) or ("an earlier stage re-ran" if invalidated else "forced")
 
 
 def plan(params: Params, only: list[str] | None = None) -> list[tuple[Stage, str | None]]:
@@ -123,15 +141,17 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
     with mock.patch.dict(os.environ, {ENV: str(progress_file)}):
         for i, (st, variant) in enumerate(steps, 1):
             label = _label(st, variant)
-            marker, key = _marker(params, st, variant), _stage_key(params, st, variant)
+            marker, parts = _marker(params, st, variant), _stage_parts(params, st, variant)
+            key = _stage_key(parts)
             done = marker.is_file() and json.loads(marker.read_text()).get("key") == key
             nxt = _label(*steps[i]) if i < len(steps) else "end"
             if done and not invalidated:
                 log(f"[{i}/{len(steps)}] {label}: complete, skipped")
                 continue
+            why = "forced" if force else _why(marker, parts, invalidated)
             invalidated = True  # everything after a re-run stage runs again (inner caches skip unchanged work)
             out_nb = nb_out / (st.notebook.replace(".ipynb", f"-{variant}.ipynb") if variant else st.notebook)
-            log(f"[{i}/{len(steps)}] {label}: running (elapsed {_fmt(time.time() - t_run)}; next: {nxt})")
+            log(f"[{i}/{len(steps)}] {label}: running ({why}; elapsed {_fmt(time.time() - t_run)}; next: {nxt})")
             t0 = time.time()
             marker.unlink(missing_ok=True)
             try:
@@ -147,7 +167,7 @@ def execute(params_file: str, overrides: list[str] | None = None, only: list[str
                 raise RunFailed(f"{label} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                                 f"  executed notebook (with the traceback): {out_nb}") from None
             sec = time.time() - t0
-            atomic_write_json({"key": key, "seconds": round(sec, 1)}, marker)
+            atomic_write_json({"key": key, "parts": parts, "seconds": round(sec, 1)}, marker)
             manifest["stages"][label] = {"status": "done", "seconds": round(sec, 1), "notebook": str(out_nb)}
             log(f"[{i}/{len(steps)}] {label}: done in {_fmt(sec)}")
     rep = run_dir / "data" / "selection_report.json"

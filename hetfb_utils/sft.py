@@ -11,12 +11,18 @@ import json
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .params import Params
+
+# A notice from inside the libraries that our code cannot avoid: transformers 5.23 deprecates
+# `PreTrainedModel.is_gradient_checkpointing`, which trl 1.12 still reads (its PPOTrainer and
+# `unwrap_model_for_generation`). Exactly that message is filtered.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 class TrainingError(RuntimeError):

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from hetfb_utils import data as D
-from hetfb_utils import evaluation as E
+from hetfb_utils import scoring as S
+from hetfb_utils import tables as T
+from hetfb_utils.benchmarks import crows as CR
+from hetfb_utils.benchmarks import ifeval as IF
+from hetfb_utils.benchmarks import prompts as P
+from hetfb_utils.benchmarks import winobias as WB
+from hetfb_utils.benchmarks import winogrande as WGR
 
 
 def test_scorer_equals_naive_loop(tiny_model):
@@ -19,14 +25,14 @@ def test_scorer_equals_naive_loop(tiny_model):
     words = "the developer argued with designer because she he did not like it a an of".split()
     pairs = [(" ".join(rng.choices(words, k=rng.randint(1, 12))), " ".join(rng.choices(words, k=rng.randint(1, 6))))
              for _ in range(25)]
-    fast = E.score_continuations(model, tok, pairs, batch_size=7)
-    slow = [E.reference_logprob(model, tok, p, c) for p, c in pairs]
+    fast = S.score_continuations(model, tok, pairs, batch_size=7)
+    slow = [S.reference_logprob(model, tok, p, c) for p, c in pairs]
     np.testing.assert_allclose(fast, slow, atol=1e-4)
-    one = E.score_continuations(model, tok, pairs, batch_size=1)
+    one = S.score_continuations(model, tok, pairs, batch_size=1)
     np.testing.assert_allclose(fast, one, atol=1e-4)          # padding does not change a row
     same = [("the developer", c) for _, c in pairs[:11]]      # one prompt, continuations in 4 batches
-    np.testing.assert_allclose(E.score_continuations(model, tok, same, batch_size=3),
-                               [E.reference_logprob(model, tok, p, c) for p, c in same], atol=1e-4)
+    np.testing.assert_allclose(S.score_continuations(model, tok, same, batch_size=3),
+                               [S.reference_logprob(model, tok, p, c) for p, c in same], atol=1e-4)
 
 
 def test_scorer_shares_a_long_prefix_exactly(tiny_model):
@@ -37,11 +43,11 @@ def test_scorer_shares_a_long_prefix_exactly(tiny_model):
     words = "the developer argued with designer because she he did not like it a an of".split()
     pairs = [(head + " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=rng.randint(1, 4))))
              for _ in range(20)]
-    assert E.shared_prefix([tok(p).input_ids for p, _ in pairs]) >= 10
-    fast, nxt = E.score_continuations(model, tok, pairs, batch_size=6, next_for=[p for p, _ in pairs[:5]])
-    slow = [E.reference_logprob(model, tok, p, c) for p, c in pairs]
+    assert S.shared_prefix([tok(p).input_ids for p, _ in pairs]) >= 10
+    fast, nxt = S.score_continuations(model, tok, pairs, batch_size=6, next_for=[p for p, _ in pairs[:5]])
+    slow = [S.reference_logprob(model, tok, p, c) for p, c in pairs]
     np.testing.assert_allclose(fast, slow, atol=1e-4)
-    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, [p for p, _ in pairs[:5]], 1),
+    torch.testing.assert_close(nxt, S.next_token_logprobs(model, tok, [p for p, _ in pairs[:5]], 1),
                                atol=1e-4, rtol=0)
 
 
@@ -53,8 +59,8 @@ def test_scorer_answers_equal_generate_greedy(tiny_model):
                                   "he refers to"]]
     pairs = [(p, " the developer") for p in prompts[:3]]
     for stop in (None, {"e"}):
-        _, _, answers = E.score_continuations(model, tok, pairs, 3, next_for=prompts, answer=(8, stop))
-        assert answers == E.generate_greedy(model, tok, prompts, 8, 2, stop_at=stop)
+        _, _, answers = S.score_continuations(model, tok, pairs, 3, next_for=prompts, answer=(8, stop))
+        assert answers == S.generate_greedy(model, tok, prompts, 8, 2, stop_at=stop)
 
 
 def test_scorer_shares_family_prefixes_exactly(tiny_model):
@@ -67,28 +73,28 @@ def test_scorer_shares_family_prefixes_exactly(tiny_model):
     prompts = [head + s + w for s in stems for w in (" he did", " she did", " it")] + [head + "a", head + "a developer"]
     pairs = [(p, c) for p in prompts for c in (" the developer", " it")]
     ids = {p: tok(p).input_ids for p in prompts}
-    fams = E.prompt_families(ids, E.shared_prefix(list(ids.values())))
+    fams = S.prompt_families(ids, S.shared_prefix(list(ids.values())))
     assert sorted(m for _, ms in fams for m in ms) == sorted(prompts)
     assert max(len(ms) for _, ms in fams) >= 2
     for L, ms in fams:
         assert all(len(ids[m]) > L and ids[m][:L] == ids[ms[0]][:L] for m in ms)
-    fast, nxt, ans = E.score_continuations(model, tok, pairs, batch_size=4, next_for=prompts, answer=(6, None))
-    np.testing.assert_allclose(fast, [E.reference_logprob(model, tok, p, c) for p, c in pairs], atol=1e-4)
-    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, prompts, 1), atol=1e-4, rtol=0)
-    assert ans == E.generate_greedy(model, tok, prompts, 6, 3)
+    fast, nxt, ans = S.score_continuations(model, tok, pairs, batch_size=4, next_for=prompts, answer=(6, None))
+    np.testing.assert_allclose(fast, [S.reference_logprob(model, tok, p, c) for p, c in pairs], atol=1e-4)
+    torch.testing.assert_close(nxt, S.next_token_logprobs(model, tok, prompts, 1), atol=1e-4, rtol=0)
+    assert ans == S.generate_greedy(model, tok, prompts, 6, 3)
 
 
 def test_shared_prefix_leaves_each_row_a_token():
-    assert E.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
-    assert E.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
-    assert E.shared_prefix([[7], [7, 8]]) == 0
-    assert E.shared_prefix([[1, 2]]) == 1
-    assert E.shared_prefix([]) == 0
+    assert S.shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert S.shared_prefix([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert S.shared_prefix([[7], [7, 8]]) == 0
+    assert S.shared_prefix([[1, 2]]) == 1
+    assert S.shared_prefix([]) == 0
 
 
 def test_no_bos_inside_continuation(tiny_model):
     model, tok = tiny_model
-    _, counts = E.score_continuations(model, tok, [("a", "developer")], return_counts=True)
+    _, counts = S.score_continuations(model, tok, [("a", "developer")], return_counts=True)
     assert counts[0] == len(tok("developer", add_special_tokens=False).input_ids)
     assert tok.bos_token_id not in tok("developer", add_special_tokens=False).input_ids
 
@@ -96,112 +102,115 @@ def test_no_bos_inside_continuation(tiny_model):
 def test_next_token_logprobs_batched(tiny_model):
     model, tok = tiny_model
     prompts = ["the developer", "she did not like the design because", "a"]
-    batched = E.next_token_logprobs(model, tok, prompts, batch_size=3)
-    single = torch.cat([E.next_token_logprobs(model, tok, [p], 1) for p in prompts])
+    batched = S.next_token_logprobs(model, tok, prompts, batch_size=3)
+    single = torch.cat([S.next_token_logprobs(model, tok, [p], 1) for p in prompts])
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
     assert torch.allclose(batched.exp().sum(-1), torch.ones(3), atol=1e-4)
 
 
 def test_kl_known_values():
-    p = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
-    q = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
-    kl = E.kl_divergence(p, q)
-    assert kl[0] == pytest.approx(0.0, abs=1e-7)
-    assert kl[1] == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2), abs=1e-6)
+    """Bias (Entropy) of one pair is KL(P_anti || P_pro), through the `winobias` evaluate module."""
+    flat = torch.log(torch.tensor([[0.5, 0.5]]))
+    peaked = torch.log(torch.tensor([[0.9, 0.1]]))
+    one = dict(pro_ref=[0.0], anti_ref=[0.0], pro_cluster=[0.0], anti_cluster=[0.0], pro_correct=[True],
+               anti_correct=[True])
+    assert WB.winobias_metrics(**one, logp_pro=flat, logp_anti=flat)["Bias (Entropy)"] == pytest.approx(0.0, abs=1e-7)
+    kl = WB.winobias_metrics(**one, logp_pro=flat, logp_anti=peaked)["Bias (Entropy)"]
+    assert kl == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2), abs=1e-6)
 
 
 def test_winobias_metrics_hand_made():
     lp = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
     la = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
-    m = E.winobias_metrics(pro_ref=[-1.0, -2.0], anti_ref=[-1.5, -1.0], pro_cluster=[-3.0, -6.0],
+    m = WB.winobias_metrics(pro_ref=[-1.0, -2.0], anti_ref=[-1.5, -1.0], pro_cluster=[-3.0, -6.0],
                            anti_cluster=[-3.0, -4.0], logp_pro=lp, logp_anti=la,
                            pro_correct=[True, True], anti_correct=[True, False])
     assert m["Bias"] == pytest.approx(0.75)
     assert m["Bias (Cluster)"] == pytest.approx(1.0)
     assert m["Accuracy"] == pytest.approx(0.75)
     assert m["Similarity"] == pytest.approx(0.5)
-    assert m["Bias (Entropy)"] == pytest.approx(E.kl_divergence(la, lp).mean())
+    assert m["Bias (Entropy)"] == pytest.approx((0.0 + 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)) / 2)
     assert m["pairs"] == 2
 
 
 def test_cluster_hit_and_prompt():
-    assert E.cluster_hit("The developer.", ["developer"])
-    assert not E.cluster_hit("the designer", ["developer"])
-    assert E.cluster_hit("DEVELOPER!", ["developer"])
-    assert E.winobias_prompt("He ran.", "he") == 'He ran. "he" refers to:'
+    assert WB.cluster_hit("The developer.", ["developer"])
+    assert not WB.cluster_hit("the designer", ["developer"])
+    assert WB.cluster_hit("DEVELOPER!", ["developer"])
+    assert P.winobias_prompt("He ran.", "he") == 'He ran. "he" refers to:'
 
 
 def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
     model, tok = tiny_model
     prompts = ["the developer argued", "a", "she did not like the design because it was"]
-    batched = E.generate_greedy(model, tok, prompts, 8, batch_size=3)
-    single = [E.generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
+    batched = S.generate_greedy(model, tok, prompts, 8, batch_size=3)
+    single = [S.generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
     assert batched == single
     for p, b in zip(prompts, batched):                 # plain HF generate, no shared prefix cache
         enc = tok(p, return_tensors="pt")
         ref = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
         assert b == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True).strip()
     head = "system: you are a helpful assistant . user : "
-    shared = E.generate_greedy(model, tok, [head + p for p in prompts], 8, batch_size=2)
-    assert shared == [E.generate_greedy(model, tok, [head + p], 8, batch_size=1)[0] for p in prompts]
-    stopped = E.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
+    shared = S.generate_greedy(model, tok, [head + p for p in prompts], 8, batch_size=2)
+    assert shared == [S.generate_greedy(model, tok, [head + p], 8, batch_size=1)[0] for p in prompts]
+    stopped = S.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
     for full, cut in zip(batched, stopped):
-        assert cut == E.cut_at_stop(full, {"e"})      # stopping early = cutting the full answer
+        assert cut == S.cut_at_stop(full, {"e"})      # stopping early = cutting the full answer
 
 
 def test_cut_at_stop():
-    assert E.cut_at_stop('\n"the lawyer." and more', E.PUNCT_STOP) == "the lawyer"
-    assert E.cut_at_stop("The clerk, because", E.PUNCT_STOP) == "The clerk"
-    assert E.cut_at_stop("- The cook\n- The editor", E.PUNCT_STOP) == "The cook"
-    assert E.cut_at_stop("  no stop here", E.PUNCT_STOP) == "no stop here"
+    assert S.cut_at_stop('\n"the lawyer." and more', WB.PUNCT_STOP) == "the lawyer"
+    assert S.cut_at_stop("The clerk, because", WB.PUNCT_STOP) == "The clerk"
+    assert S.cut_at_stop("- The cook\n- The editor", WB.PUNCT_STOP) == "The cook"
+    assert S.cut_at_stop("  no stop here", WB.PUNCT_STOP) == "no stop here"
 
 
 def test_winobias_eval_runs_on_real_pairs(tiny_model, mirror):
     model, tok = tiny_model
     pairs = D.load_winobias_pairs("test", mirror, "wb", D.Drops())[:6]
-    m, det = E.eval_winobias(model, tok, pairs, batch_size=4)
+    m, det = WB.eval_winobias(model, tok, pairs, batch_size=4)
     assert m["pairs"] == 6 and m["Bias"] >= 0 and m["Bias (Entropy)"] >= 0 and 0 <= m["Accuracy"] <= 1
     # Bias is |difference| of the referent's log-prob under the two prompts: recompute one pair by hand
     p = pairs[0]
-    a = E.reference_logprob(model, tok, E.winobias_prompt(p["pro"].text, p["pro"].pronoun), " " + p["pro"].referent)
-    b = E.reference_logprob(model, tok, E.winobias_prompt(p["anti"].text, p["anti"].pronoun), " " + p["anti"].referent)
-    m1, _ = E.eval_winobias(model, tok, pairs[:1], batch_size=4)
+    a = S.reference_logprob(model, tok, P.winobias_prompt(p["pro"].text, p["pro"].pronoun), " " + p["pro"].referent)
+    b = S.reference_logprob(model, tok, P.winobias_prompt(p["anti"].text, p["anti"].pronoun), " " + p["anti"].referent)
+    m1, _ = WB.eval_winobias(model, tok, pairs[:1], batch_size=4)
     assert m1["Bias"] == pytest.approx(abs(a - b), abs=1e-4)
 
 
 def test_winogender_items_real(mirror):
     sents, tmpl, stats = D.load_winogender()
-    items = E.winogender_items(sents)
+    items = WB.winogender_items(sents)
     assert len(items) == 720 and set(items["gender"]) == {"male", "female", "neutral"}
     row = items[items.sentid == "technician.customer.1.male.txt"].iloc[0]
     assert (row.occupation, row.participant, row.pronoun, row.answer) == ("technician", "customer", "he", 1)
-    sub = E.winogender_sample(items, 60, 0)
+    sub = WB.winogender_sample(items, 60, 0)
     assert sub.groupby(["occupation", "participant", "num"]).size().eq(3).all()
 
 
 def test_winogender_and_winogrande_eval(tiny_model, mirror):
     model, tok = tiny_model
     sents, tmpl, stats = D.load_winogender()
-    items = E.winogender_sample(E.winogender_items(sents), 24, 0)
-    out, df = E.eval_winogender(model, tok, items, stats, 8)
+    items = WB.winogender_sample(WB.winogender_items(sents), 24, 0)
+    out, df = WB.eval_winogender(model, tok, items, stats, 8)
     assert set(out) >= {"accuracy_male", "accuracy_female", "gap_male_minus_female", "Bias", "Bias (Entropy)"}
     assert out["gap_male_minus_female"] == pytest.approx(out["accuracy_male"] - out["accuracy_female"])
     rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:10]
-    acc, det = E.eval_winogrande(model, tok, rows, 8)
+    acc, det = WGR.eval_winogrande(model, tok, rows, 8)
     assert acc["rows"] == 10 and (det["pred"].isin([1, 2])).all()
 
 
 def test_crows_templates(tiny_model, mirror):
     model, tok = tiny_model
     df = D.load_crows_pairs().head(5)
-    per, det = E.eval_crows(model, tok, df, 8)
-    assert len(det) == 15 and set(per.columns) == set(E.CROWS_TEMPLATES)
+    per, det = CR.eval_crows(model, tok, df, 8)
+    assert len(det) == 15 and set(per.columns) == set(CR.CROWS_TEMPLATES)
     assert ((per.loc["all"] >= 0) & (per.loc["all"] <= 1)).all()
 
 
 def test_side_by_side_layout():
-    ours = pd.DataFrame({"model": ["Base", "HD-0.2-R"], **{c: [0.1, 0.2] for c in E.TABLE1_COLUMNS}})
-    both = E.side_by_side(ours)
+    ours = pd.DataFrame({"model": ["Base", "HD-0.2-R"], **{c: [0.1, 0.2] for c in T.TABLE1_COLUMNS}})
+    both = T.side_by_side(ours)
     assert list(both.columns[:3]) == ["model", "Bias", "Bias [paper]"]
     assert both.loc[both.model == "HD-0.2-R", "Bias [paper]"].item() == pytest.approx(0.4330)
 
@@ -211,25 +220,93 @@ def test_chat_prompt_prefills_the_answer(tiny_built):
     from hetfb_utils.params import load_params
     p = tiny_built[0]
     tok = load_tokenizer(base_model_path(p))
-    chat = E.winobias_prompt("He ran.", "he", tok, p)
+    chat = P.winobias_prompt("He ran.", "he", tok, p)
     assert chat.startswith("<|im_start|>user\nHe ran.") and chat.endswith('<|im_start|>assistant\n"he" refers to:')
     raw = load_params("tiny", [f"cache_dir={p.cache_path}", "evaluation.prompt_format=raw"])
-    assert E.winobias_prompt("He ran.", "he", tok, raw) == 'He ran. "he" refers to:'
+    assert P.winobias_prompt("He ran.", "he", tok, raw) == 'He ran. "he" refers to:'
 
 
 def test_scorer_next_token_distributions(tiny_model):
     model, tok = tiny_model
     prompts = ["the developer", "she did not like the design because", "a"]
-    _, nxt = E.score_continuations(model, tok, [(p, " x") for p in prompts[:2]], 2, next_for=prompts)
-    torch.testing.assert_close(nxt, E.next_token_logprobs(model, tok, prompts, 3), atol=1e-4, rtol=0)
+    _, nxt = S.score_continuations(model, tok, [(p, " x") for p in prompts[:2]], 2, next_for=prompts)
+    torch.testing.assert_close(nxt, S.next_token_logprobs(model, tok, prompts, 3), atol=1e-4, rtol=0)
 
 
 def test_ifeval_official_checker_and_offline_skips(mirror):
     rows = D.load_ifeval()
-    usable, skipped = E.ifeval_usable(rows)
-    if not E.punkt_available():
-        assert skipped == sum(bool(E.IFEVAL_NEEDS_PUNKT & set(r["instruction_id_list"])) for r in rows) > 0
-    utils = E.ifeval_checker()
+    usable, skipped = IF.ifeval_usable(rows)
+    if not IF.punkt_available():
+        assert skipped == sum(bool(IF.IFEVAL_NEEDS_PUNKT & set(r["instruction_id_list"])) for r in rows) > 0
+    utils = IF.ifeval_checker()
     doc = {"key": 1, "prompt": "x", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
     assert utils.process_results(doc, ["no commas here"])["prompt_level_strict_acc"] is True
     assert utils.process_results(doc, ["a, b"])["prompt_level_strict_acc"] is False
+
+
+def test_winogrande_partial_scoring_equals_lm_eval(tiny_model, mirror):
+    """The kit's `partial` WinoGrande scoring against lm-evaluation-harness's own `winogrande` task
+    (its preprocessing functions, its HFLM scorer) pointed at the mirror's validation file: the
+    same model, the same first 40 rows, the same log-likelihoods and predictions."""
+    from lm_eval import evaluator
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks.winogrande import preprocess_winogrande as pw
+    model, tok = tiny_model
+    n = 40
+    cfg = {"task": "winogrande_mirror", "dataset_path": "json", "output_type": "multiple_choice",
+           "dataset_kwargs": {"data_files": {"validation": str(mirror / "winogrande/validation.jsonl")}},
+           "validation_split": "validation", "doc_to_text": pw.doc_to_text, "doc_to_target": pw.doc_to_target,
+           "doc_to_choice": pw.doc_to_choice,
+           "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+    res = evaluator.evaluate(lm=HFLM(pretrained=model, tokenizer=tok, batch_size=8),
+                             task_dict={"winogrande_mirror": ConfigurableTask(config=cfg)}, limit=n, log_samples=True)
+    samples = sorted(res["samples"]["winogrande_mirror"], key=lambda s: s["doc_id"])
+    theirs = np.array([[ll for ll, _ in s["filtered_resps"]] for s in samples])
+    rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:n]
+    assert [r["prompt"] for r in rows] == [s["doc"]["sentence"].strip() for s in samples]
+    ours = S.score_continuations(model, tok, WGR.partial_jobs(rows), 8).reshape(-1, 2)
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    acc, det = WGR.eval_winogrande(model, tok, rows, 8, method="partial")
+    assert acc["accuracy"] == acc["accuracy_partial"] == res["results"]["winogrande_mirror"]["acc,none"]
+    assert acc["method"] == "partial" and 0 <= acc["accuracy_mean_loss"] <= 1
+    assert (det["pred_partial"].to_numpy() - 1 == theirs.argmax(1)).all()
+
+
+def _previous_winobias_metrics(pro_ref, anti_ref, pro_cluster, anti_cluster, logp_pro, logp_anti,
+                               pro_correct, anti_correct) -> dict:
+    """The kit's implementation before the `evaluate` modules (git 7cf3287), kept to pin them."""
+    pro_correct, anti_correct = np.asarray(pro_correct, bool), np.asarray(anti_correct, bool)
+    kl = torch.sum(torch.exp(logp_anti) * (logp_anti - logp_pro), dim=-1).numpy()
+    return {"Bias": float(np.mean(np.abs(np.asarray(pro_ref) - np.asarray(anti_ref)))),
+            "Bias (Entropy)": float(np.mean(kl)),
+            "Bias (Cluster)": float(np.mean(np.abs(np.asarray(pro_cluster) - np.asarray(anti_cluster)))),
+            "Accuracy": float((pro_correct.mean() + anti_correct.mean()) / 2),
+            "Similarity": float(np.mean(pro_correct == anti_correct)), "pairs": int(len(pro_correct))}
+
+
+def test_evaluate_modules_load_offline_and_equal_the_previous_implementation(tiny_model, mirror):
+    """`evaluate.load(<dir>)` of both metric modules, offline; on the tiny model's real WinoBias
+    scores they give what the kit's own code gave before (to 1e-9)."""
+    import evaluate
+
+    from hetfb_utils.benchmarks import METRICS_DIR
+    for name in ("winobias", "winogender"):
+        m = evaluate.load(str(METRICS_DIR / name))
+        assert "Aponte" in m.citation or "Rudinger" in m.citation
+        assert (METRICS_DIR / name / "README.md").read_text().count("##") >= 3
+    model, tok = tiny_model
+    pairs = D.load_winobias_pairs("test", mirror, "wb", D.Drops())[:12]
+    pro = [P.winobias_prompt(p["pro"].text, p["pro"].pronoun) for p in pairs]
+    anti = [P.winobias_prompt(p["anti"].text, p["anti"].pronoun) for p in pairs]
+    jobs = [(q, " " + p[side].referent) for p, qp, qa in zip(pairs, pro, anti) for side, q in (("pro", qp), ("anti", qa))]
+    jobs += [(q, " " + p[side].cluster_words[0]) for p, qp, qa in zip(pairs, pro, anti) for side, q in (("pro", qp), ("anti", qa))]
+    sc, logp = S.score_continuations(model, tok, jobs, 8, next_for=pro + anti)
+    n = len(pairs)
+    rng = np.random.default_rng(0)
+    args = dict(pro_ref=sc[0:2 * n:2], anti_ref=sc[1:2 * n:2], pro_cluster=sc[2 * n::2], anti_cluster=sc[2 * n + 1::2],
+                logp_pro=logp[:n], logp_anti=logp[n:], pro_correct=rng.random(n) < 0.5, anti_correct=rng.random(n) < 0.5)
+    new, old = WB.winobias_metrics(**args), _previous_winobias_metrics(**args)
+    assert set(new) == set(old)
+    for k in old:
+        assert new[k] == pytest.approx(old[k], abs=1e-9, rel=0), k

@@ -9,7 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hetfb_utils.params import ParamsError, load_params, parse_override, schema_markdown
+from hetfb_utils.params import ParamsError, load_params, parse_override
+from hetfb_utils.params_doc import schema_markdown
 
 from conftest import REPO
 
@@ -114,7 +115,7 @@ def test_override_parser_roundtrip(keys, value):
 
 
 def test_readme_params_reference_is_generated():
-    from hetfb_utils.params import README_END, README_START
+    from hetfb_utils.params_doc import README_END, README_START
     text = (REPO / "README.md").read_text()
     section = text[text.index(README_START) + len(README_START):text.index(README_END)]
     assert section.strip() == schema_markdown().strip(), "run `make params-doc` to regenerate the README reference"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hetfb_utils import rl, sft
-from hetfb_utils.evaluation import score_continuations
+from hetfb_utils.scoring import score_continuations
 from hetfb_utils.models import load_causal_lm, load_reward_model, load_tokenizer, base_model_path
 from hetfb_utils.params import load_params
 
@@ -142,7 +142,7 @@ def test_missing_model_and_variant_errors(tiny_built):
 def test_embedded_model_generates(tmp_path):
     p = load_params("quickstart", [f"output_root={tmp_path}"])
     tok = load_tokenizer(base_model_path(p))
-    from hetfb_utils.evaluation import generate_greedy
+    from hetfb_utils.scoring import generate_greedy
     from hetfb_utils.models import format_prompt
     ans = generate_greedy(load_causal_lm(p), tok, [format_prompt(tok, "What is a GPU?", "[]", p)], 16)[0]
     assert "GPU" in ans or "Graphics" in ans

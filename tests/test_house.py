@@ -1,0 +1,152 @@
+"""The package's layout (no import cycle, modules that import alone, none over ~400 lines) and the
+defects found by feeding the kit a new user's mistakes."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hetfb_utils import converters, readers
+from hetfb_utils.params import ParamsError, SourceSpec, load_params
+
+PKG = Path(__file__).resolve().parents[1] / "hetfb_utils"
+MODULES = sorted(".".join(p.relative_to(PKG.parent).with_suffix("").parts)
+                 for p in PKG.rglob("*.py") if "metrics" not in p.parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the kit's modules it imports (module level and inside functions)."""
+    graph = {}
+    for mod in MODULES:
+        path = PKG.parent / (mod.replace(".", "/") + ".py")
+        package = mod.split(".")[:-1] if path.name != "__init__.py" else mod.split(".")
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1]
+                names = [node.module] if node.module else [a.name for a in node.names]
+                for n in names:
+                    target = ".".join(base + n.split("."))
+                    deps.add(target if target in MODULES else ".".join(base + n.split(".")[:1]))
+        graph[mod] = {d for d in deps if d in MODULES and d != mod}
+    return graph
+
+
+def test_no_import_cycles_and_the_engine_imports_no_stage():
+    graph = import_graph()
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                pytest.fail(f"import cycle: {' -> '.join(path + [m, d])}")
+            if d not in state:
+                visit(d, path + [m])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
+    assert graph["hetfb_utils.scoring"] == set()
+    assert all(not d.startswith("hetfb_utils.benchmarks") for d in graph["hetfb_utils.rl"])
+
+
+def test_every_module_imports_alone_and_is_small():
+    code = ("import importlib, sys\n"
+            f"for m in {MODULES!r}:\n"
+            "    for k in [k for k in sys.modules if k.startswith('hetfb_utils')]: del sys.modules[k]\n"
+            "    importlib.import_module(m)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    big = {m: n for m in MODULES if (n := len((PKG.parent / (m.replace('.', '/') + '.py')).read_text().splitlines())) > 420}
+    assert not big, f"modules over ~400 lines: {big}"
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+def test_numeric_source_with_the_same_reply_scored_twice_is_dropped(tmp_path):
+    drops = readers.Drops()
+    spec = SourceSpec(name="mine", type="numeric", path=str(tmp_path / "x.csv"), label="score")
+    rows = [{"prompt": "Q1", "response": "same", "score": 0.9}, {"prompt": "Q1", "response": "same", "score": 0.1},
+            {"prompt": "Q2", "response": "good", "score": 0.9}, {"prompt": "Q2", "response": "bad", "score": 0.1}]
+    out = converters.parse_numeric(rows, spec, drops)
+    assert [r["prompt"] for r in out] == ["Q2"]
+    assert drops.counts[("mine", "identical_pair")] == 1
+
+
+@pytest.mark.parametrize("name,content", [("empty.csv", b""), ("empty.jsonl", b""), ("blank.jsonl", b"\n\n")])
+def test_empty_files_are_one_clear_error(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content)
+    with pytest.raises(readers.DataError, match=rf"{name} is empty: expected .*Fill it, or remove the source"):
+        readers.read_table(str(p))
+
+
+@pytest.mark.parametrize("name,content", [("latin.csv", "prompt,response,score\ncafé,olé,1\n"),
+                                          ("latin.jsonl", '{"prompt": "café", "response": "olé", "score": 1}\n')])
+def test_files_in_another_encoding_are_one_clear_error(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content.encode("latin-1"))
+    with pytest.raises(readers.DataError, match=rf"{name} is not UTF-8 text .*iconv -f latin1 -t utf-8"):
+        readers.read_table(str(p))
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    p = tmp_path / "mix.yaml"
+    p.write_text("run_name: mix\ndata:\n  sources: [\n    - name: x\n")
+    with pytest.raises(ParamsError) as e:
+        load_params(p)
+    assert str(p) in str(e.value) and "line 4" in str(e.value) and "<unicode string>" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["../../somewhere", "a/b", "..", "/abs", ".hidden"])
+def test_run_name_must_be_a_plain_name(tiny_overrides, bad):
+    with pytest.raises(ParamsError, match="run_name must be a plain name"):
+        load_params("tiny", tiny_overrides + [f"run_name={bad}"])
+
+
+def test_cli_refuses_a_run_name_that_escapes_and_writes_nothing(tmp_path, capsys):
+    from hetfb_utils.__main__ import main
+    before = set(tmp_path.rglob("*"))
+    assert main(["run", "params/tiny.yaml", "-p", f"output_root={tmp_path}", "-p", "run_name=../x"]) == 2
+    assert "run_name must be a plain name" in capsys.readouterr().err
+    assert set(tmp_path.rglob("*")) == before and not (tmp_path.parent / "x").exists()
+
+
+def test_outputs_keep_the_umask_mode(tmp_path, tiny):
+    import pandas as pd
+
+    from hetfb_utils.report import atomic_write_json, save_table
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_json({"a": 1}, tmp_path / "m.json")
+        assert p.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert atomic_write_json({"a": 1}, tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+        os.umask(0o022)
+        save_table(pd.DataFrame({"x": [1]}), "t", tiny)
+        assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tiny.run_dir / "tables").iterdir())
+    finally:
+        os.umask(old)
+
+
+def test_caches_and_markers_are_keyed_by_the_code(tiny, monkeypatch):
+    """A fix to the package's code (another code version) re-evaluates every model and re-runs every
+    notebook, and the runner says why."""
+    from hetfb_utils import evaluation, runner, version
+    spec = evaluation.run_models(tiny)[0]
+    stage = runner.STAGES[-1]
+    fp, parts = evaluation.model_fingerprint(tiny, spec), runner._stage_parts(tiny, stage, None)
+    marker = tiny.run_dir / "m.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"key": runner._stage_key(parts), "parts": parts}))
+    monkeypatch.setattr(version, "code_version", lambda: "another")
+    new_parts = runner._stage_parts(tiny, stage, None)
+    assert evaluation.model_fingerprint(tiny, spec) != fp and runner._stage_key(new_parts) != runner._stage_key(parts)
+    assert runner._why(marker, new_parts, False) == "hetfb_utils code changed"
+    assert runner._why(tiny.run_dir / "none.json", new_parts, False) == "not run yet"
