@@ -178,7 +178,7 @@ def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
         else:
             seq = args.max_length or 512
             pairs = 2 if st in ("reward", "dpo") else 1           # chosen and rejected
-            weights, train_params = total * (1 + (st == "dpo" and P > 1)), trainable
+            weights, train_params = total, trainable                # DPO: reference = adapter disabled
             global_batch = bs * acc * P
             steps = [min(args.max_steps, math.ceil(args.num_train_epochs * n / global_batch))
                      if args.max_steps and args.max_steps > 0 else math.ceil(args.num_train_epochs * n / global_batch)
