@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 
 from .params import Params
+from .sft import (begin_stage, last_checkpoint, preference_rows, require, save_adapter, split_rows,
+                  stage_callbacks, stage_dir, train_loss, write_manifest)
 
 
 class _GenerationConfigNotice(logging.Filter):
@@ -30,8 +32,6 @@ class _GenerationConfigNotice(logging.Filter):
 
 
 logging.getLogger("transformers.generation.utils").addFilter(_GenerationConfigNotice())
-from .sft import (begin_stage, last_checkpoint, preference_rows, require, save_adapter, split_rows,
-                  stage_callbacks, stage_dir, train_loss, write_manifest)
 
 
 def _by_length(model, tok, texts: list[str], batch_size: int, max_length: int, fn) -> list:

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 from .params import REPO_ROOT, Params, load_params
 
@@ -201,8 +201,6 @@ def check_launch_here(config: dict | None = None, name: str = "this accelerate l
     """FSDP and DeepSpeed need GPUs: accelerate 1.15's FSDP plugin stops with 'There are currently no
     available devices found' on a CPU-only machine, and DeepSpeed's ZeRO needs CUDA. Say so, with
     the config that asked for it and what to use instead, before any process starts."""
-    import os
-
     import torch
     kind = (config or {}).get("distributed_type") or (
         "FSDP" if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" else
