@@ -4,12 +4,14 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PARAMS  ?= params/quickstart.yaml
 ARGS    ?=
+SEEDS   ?= 42 43 44
+RUNS    ?= outputs/quickstart
 export HETFB_DATA_DIR ?= $(abspath ../shared/data)
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup reproduce test test-fast test-slow lab bench params-doc clean
+.PHONY: setup reproduce seeds compare test test-fast test-slow lab bench params-doc clean
 
 $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +26,14 @@ setup: $(VENV)/.installed
 ## the main job: the embedded default reproduction (every Table-1 row) -> outputs/quickstart/
 reproduce: setup
 	$(BIN)/python -m hetfb_utils run $(PARAMS) $(ARGS)
+
+## one run per seed (outputs/<run>-s<seed>/), then compare them: mean ± sd, conclusions that hold in every seed
+seeds: setup
+	$(BIN)/python -m hetfb_utils seeds $(PARAMS) --seeds $(SEEDS) $(ARGS)
+
+## runs side by side (RUNS="outputs/quickstart outputs/controls"): intervals, HD-f vs controls, paired differences
+compare: setup
+	$(BIN)/python -m hetfb_utils compare $(RUNS) $(ARGS)
 
 ## the tests (unit, integration on a tiny random model, papermill over all notebooks with params/tiny.yaml)
 test: setup

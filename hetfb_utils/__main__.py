@@ -1,4 +1,4 @@
-"""Command line: `python -m hetfb_utils {run,train,probe,plan,bench,validate,params-doc}`."""
+"""Command line: `python -m hetfb_utils {run,seeds,compare,train,probe,plan,bench,validate,params-doc}`."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", action="append", metavar="STAGE",
                    help="run only these stages: data, selection, sft, rl, eval (repeatable)")
     r.add_argument("--force", action="store_true", help="re-run every stage and retrain")
+
+    sd = sub.add_parser("seeds", help="run a params file once per seed (outputs/<run>-s<seed>/), then compare")
+    sd.add_argument("params")
+    sd.add_argument("--seeds", nargs="+", type=int, required=True)
+    sd.add_argument("-p", "--param", action="append", default=[])
+
+    c = sub.add_parser("compare", help="runs side by side: intervals, HD-f vs controls, paired differences "
+                       "across runs, mean ± sd across seeds -> outputs/compare/<names>/")
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_PARAMS")
+    c.add_argument("--out", help="output directory (default outputs/compare/<run names>)")
 
     t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
     t.add_argument("stage", choices=["sft", "reward", "ppo", "dpo", "rl"])
@@ -66,6 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "run":
             from .runner import execute
             execute(a.params, a.param, a.only, a.force)
+        elif a.cmd in ("seeds", "compare"):
+            from .compare import compare, load_run, save_comparison, summary_markdown
+            runs = a.runs if a.cmd == "compare" else []
+            if a.cmd == "seeds":
+                from .runner import execute
+                name = load_params(a.params, a.param).run_name
+                for s in a.seeds:
+                    over = [*a.param, f"seed={s}", f"run_name={name}-s{s}"]
+                    execute(a.params, over)
+                    runs.append(str(load_params(a.params, over).run_dir))
+            out = compare(runs)
+            names = "_vs_".join(dict.fromkeys(out["runs"]["run"])) if len(out["runs"]) else "runs"
+            d = save_comparison(out, runs, a.out or load_run(runs[0]).dir.parent / "compare" / names)
+            print(summary_markdown(out))
+            print(f"tables and figures in {d}")
         elif a.cmd == "train":
             from .runner import train_stage
             p = load_params(a.params, a.param)

@@ -46,21 +46,25 @@ def run_models(params: Params) -> list[ModelSpec]:
 
 
 def model_fingerprint(params: Params, spec: ModelSpec) -> str:
-    """The model (base, prompt template, adapters' stage keys) and the code that scores it: results
-    cached under an older code version are not reused."""
+    """The model (base, prompt template, adapters' stage keys without the variant's name: the data
+    hash names the data) and the code that scores it: results cached under an older code version
+    are not reused, and the same model in another run (or under another variant name) is."""
     from .version import code_version
-    parts = [params.model.name_or_path, params.model.prompt_template, code_version()]
+    parts = [params.digest("model"), code_version("evaluation")]
     for a in spec.adapters:
         m = Path(a) / "manifest.json"
-        parts.append(json.loads(m.read_text())["key"] if m.is_file() else f"missing:{a}")
+        key = json.loads(m.read_text())["key"] if m.is_file() else f"missing:{a}"
+        parts.append({k: v for k, v in key.items() if k != "variant"} if isinstance(key, dict) else key)
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class ResultCache:
-    """Results per (model fingerprint, metric, data/settings hash): adding a variant evaluates only it."""
+    """Results per (model fingerprint, metric, data/settings hash), shared by every run under
+    `<cache_dir>/eval/`: adding a variant evaluates only it, and a model another run already
+    evaluated on the same items is not evaluated again (its result says which run produced it)."""
 
     def __init__(self, params: Params):
-        self.dir = params.run_dir / "eval" / "cache"
+        self.dir = params.cache_path / "eval"
 
     def path(self, model_fp: str, metric: str, data_key: str) -> Path:
         return self.dir / model_fp / f"{metric}-{data_key}.json"
@@ -156,11 +160,14 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
         elif m == "winogrande":
             val, _ = eval_winogrande(model, tok, data["winogrande"], bs, ev.winogrande_method)
         elif m == "crows":
-            per, _ = eval_crows(model, tok, data["crows"], bs, params)
-            val = {"per_template": per.loc["all"].to_dict(), "per_bias_type": per.to_dict()}
+            per, det = eval_crows(model, tok, data["crows"], bs, params)
+            wide = det.pivot(index="id", columns="template", values="correct").astype(float)
+            wide = wide.loc[list(dict.fromkeys(det["id"]))]
+            val = {"per_template": per.loc["all"].to_dict(), "per_bias_type": per.to_dict(),
+                   "items": {"id": wide.index.tolist(), **{c: wide[c].tolist() for c in wide.columns}}}
         elif m == "oasst_ll":
-            val = {"accuracy": oasst_likelihood_accuracy(model, tok, data["oasst"], params, bs)
-                   if len(data["oasst"]) else None, "pairs": len(data["oasst"])}
+            val = oasst_likelihood_accuracy(model, tok, data["oasst"], params, bs) if len(data["oasst"]) \
+                else {"accuracy": None, "pairs": 0, "items": {"id": [], "likelihood_pref_accuracy": []}}
         elif m == "qualitative":
             prompts = [format_prompt(tok, q, "[]", params) for q in ev.qualitative_prompts]
             val = {"answers": dict(zip(ev.qualitative_prompts,
@@ -174,6 +181,7 @@ def evaluate_model(params: Params, spec: ModelSpec, data: dict | None, cache: Re
             val, _ = eval_ifeval(model, tok, data["ifeval"], params, gbs)
             val["skipped_needs_punkt"] = data["ifeval_skipped_needs_punkt"]
         val["seconds"] = round(time.time() - t0, 2)
+        val["produced_by_run"] = params.run_name
         cache.put(val, fp, m, keys[m])
         results[m] = val
     del model
@@ -184,7 +192,8 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
     """Each variant's reward model scores its S and R answers and Base's answers to the same
     held-out OASST prompts: mean reward, win-rate vs Base; and its accuracy on the human pairs."""
     from .models import base_model_path, load_reward_model, load_tokenizer
-    from .rl import pairwise_accuracy, reward_scores
+    from .rl import pairwise_correct, reward_scores
+    from .stats import interval, proportion, seed_for
     from .sft import stage_dir
     base = next((r for r in results if r["model"] == "Base" and "oasst_gen" in r), None)
     rows = []
@@ -199,14 +208,19 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
         if not (rm_dir / "manifest.json").is_file():
             continue
         rm = load_reward_model(params, stage_dir(params, v, "sft"), rm_dir)
-        rm_acc = pairwise_accuracy(rm, tok, pairs, bs) if pairs else float("nan")
+        ok = pairwise_correct(rm, tok, pairs, bs) if pairs else []
+        acc = proportion(int(sum(ok)), len(ok))       # Wilson CI; at chance when it covers 0.5
         base_r = reward_scores(rm, tok, [p + a for p, a in zip(prompts, base["oasst_gen"]["answers"])], bs)
         for r in results:
             if r.get("variant") != v or "oasst_gen" not in r:
                 continue
             mine = reward_scores(rm, tok, [p + a for p, a in zip(prompts, r["oasst_gen"]["answers"])], bs)
-            rows.append({"model": r["model"], "variant": v, "reward_model_accuracy_human_pairs": rm_acc,
-                         "mean_reward": float(np.mean(mine)), "base_mean_reward": float(np.mean(base_r)),
-                         "win_rate_vs_base": float(np.mean(mine > base_r) + 0.5 * np.mean(mine == base_r))})
+            wins = (mine > base_r) + 0.5 * (mine == base_r)
+            win, lo, hi = interval(wins, seed=seed_for(params.seed, "win_rate", r["model"]))
+            rows.append({"model": r["model"], "variant": v, "reward_model_accuracy_human_pairs": acc["value"],
+                         "reward_model_accuracy_lo": acc["lo"], "reward_model_accuracy_hi": acc["hi"],
+                         "human_pairs": acc["n"], "mean_reward": float(np.mean(mine)),
+                         "base_mean_reward": float(np.mean(base_r)), "win_rate_vs_base": win,
+                         "win_rate_lo": lo, "win_rate_hi": hi, "prompts": len(wins)})
         del rm
     return pd.DataFrame(rows)

@@ -93,7 +93,12 @@ class SelectionParams(_Strict):
     cluster_scope: Literal["union", "source"] = Field("union", description="Cluster the union "
                                                       "(paper) or each source separately.")
     fractions: list[float] = Field([0.2, 0.4, 0.6, 1.0], min_length=1,
-                                   description="Keep-fractions; one `hd-<f>` variant each.")
+                                   description="Keep-fractions; one variant per strategy each.")
+    strategies: list[Literal["quality_diversity", "random", "quality", "diversity"]] = Field(
+        ["quality_diversity"], min_length=1, description="How each fraction is kept: `quality_diversity` "
+        "(`hd-<f>`, the paper), and the controls with exactly `hd-<f>`'s rows per source: `random` "
+        "(`rand-<f>`, a seeded draw per source), `quality` (`q-<f>`, best quality per source, no "
+        "clusters), `diversity` (`div-<f>`, a cluster-balanced random draw, no quality).")
     wino_variant: bool = Field(True, description="Also build `wino` (WinoGrande only, unfiltered).")
     wino_source: str = Field("winogrande", description="Source name used by the `wino` variant.")
     embed_batch_size: int = Field(64, gt=0)
@@ -105,6 +110,11 @@ class SelectionParams(_Strict):
         if bad:
             raise ValueError(f"every fraction must be in (0, 1], got {bad}")
         return sorted(set(v))
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
 
 class ModelParams(_Strict):
@@ -204,6 +214,9 @@ class TrainingParams(_Strict):
         "inprocess", description="Run stages in the notebook process or via `accelerate launch`.")
     accelerate_config: str | None = Field(None, description="accelerate config file for the "
                                           "`accelerate` launcher (see params/accelerate/).")
+    reuse_stages: bool = Field(True, description="Reuse a stage another run already trained with the same "
+                               "inputs (data hash, base model, stage params, seed, parents, training code), "
+                               "from `<cache_dir>/stages/`; the manifest says which run it came from.")
 
 
 class EvalParams(_Strict):
@@ -294,7 +307,7 @@ class Params(_Strict):
     @property
     def variant_names(self) -> list[str]:
         names = ["wino"] if self.selection.wino_variant else []
-        return names + [variant_name(f) for f in self.selection.fractions]
+        return names + [variant_name(f, s) for s in self.selection.strategies for f in self.selection.fractions]
 
     @property
     def train_variants(self) -> list[str]:
@@ -308,8 +321,12 @@ class Params(_Strict):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def variant_name(fraction: float) -> str:
-    return f"hd-{fraction:g}" if fraction != 1 else "hd-1.0"
+STRATEGY_PREFIX = {"quality_diversity": "hd", "random": "rand", "quality": "q", "diversity": "div"}
+
+
+def variant_name(fraction: float, strategy: str = "quality_diversity") -> str:
+    """`hd-0.2`, `rand-0.2`, `q-0.2`, `div-0.2`; the fraction 1 prints as `1.0`."""
+    return f"{STRATEGY_PREFIX[strategy]}-{fraction:g}" if fraction != 1 else f"{STRATEGY_PREFIX[strategy]}-1.0"
 
 
 def _format_error(source: str, err: ValidationError, raw: dict) -> str:

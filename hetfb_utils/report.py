@@ -85,17 +85,22 @@ def stamp_line(params: Params, **extra: Any) -> str:
 
 
 def save_table(df: pd.DataFrame, name: str, params: Params, *, floatfmt: str = ".4f",
-               caption: str | None = None, **extra: Any) -> Path:
-    """Write tables/<name>.csv and tables/<name>.md (with a provenance line)."""
+               caption: str | None = None, footnote: str | None = None, markdown: pd.DataFrame | None = None,
+               **extra: Any) -> Path:
+    """Write tables/<name>.csv and tables/<name>.md (`markdown` when given, e.g. cells with their
+    intervals; with a footnote and a provenance line)."""
     tdir = params.run_dir / "tables"
     with atomic_path(tdir / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
     md = []
     if caption:
         md.append(f"**{caption}**\n")
-    flat = df.apply(lambda c: c.str.replace("\n", "<br>", regex=False) if c.dtype == object and
+    shown = df if markdown is None else markdown
+    flat = shown.apply(lambda c: c.str.replace("\n", "<br>", regex=False) if c.dtype == object and
                     c.map(lambda x: isinstance(x, str)).all() else c)  # one table row per row
-    md.append(flat.to_markdown(index=False, floatfmt=floatfmt) if not df.empty else "_(empty)_")
+    md.append(flat.to_markdown(index=False, floatfmt=floatfmt) if not shown.empty else "_(empty)_")
+    if footnote:
+        md.append("\n" + footnote)
     md.append("\n" + stamp_line(params, **extra) + "\n")
     atomic_write_text("\n".join(md), tdir / f"{name}.md")
     return tdir / f"{name}.csv"
@@ -181,32 +186,45 @@ def fig_curves(log: pd.DataFrame, metrics: list[str], title: str, x: str = "step
     return fig
 
 
-def fig_metric_vs_fraction(t1: pd.DataFrame, columns: list[str]):
-    """Each Table-1 metric against the keep-fraction, for S and R (Base and WinoGrande-only as lines)."""
-    plt, sns = _plt()
-    hd = t1[t1["model"].str.startswith("HD-")].copy()
-    hd["fraction"] = hd["model"].str.extract(r"HD-([0-9.]+)-")[0].astype(float)
-    hd["kind"] = hd["model"].str[-1]
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.4), squeeze=False)
+def fig_metric_vs_fraction(ci: pd.DataFrame, columns: list[str]):
+    """Each Table-1 metric against the keep-fraction with its 95 % interval as error bars, one line
+    per selection strategy and S / R (Base, S and R of WinoGrande alone as lines with a band)."""
+    plt, _ = _plt()
+    parts = ci["model"].str.extract(r"^([A-Z]+)-([0-9.]+)-([SR])$")
+    frac = ci.assign(strategy=parts[0], fraction=parts[1].astype(float), kind=parts[2]).dropna(subset=["strategy"])
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.6), squeeze=False)
     for ax, c in zip(axes[0], columns):
-        if len(hd):
-            sns.lineplot(hd, x="fraction", y=c, hue="kind", marker="o", ax=ax)
+        d = frac[frac["metric"] == c]
+        for j, ((strategy, kind), g) in enumerate(d.groupby(["strategy", "kind"], sort=True)):
+            g = g.sort_values("fraction")
+            x = g["fraction"] + 0.008 * (j - 1)          # a small dodge so the bars do not overlap
+            ax.errorbar(x, g["value"], yerr=[g["value"] - g["lo"], g["hi"] - g["value"]], marker="o", ms=4,
+                        capsize=3, lw=1.2, label=f"{strategy}-{kind}", ls="-" if kind == "S" else "--")
         for name, color, ls in (("Base", "black", "--"), ("S", "C0", ":"), ("R", "C1", ":")):
-            v = t1.loc[t1["model"] == name, c]
-            if len(v) and pd.notna(v.iloc[0]):
-                ax.axhline(v.iloc[0], color=color, linestyle=ls, lw=1, label=name)
+            v = ci[(ci["model"] == name) & (ci["metric"] == c)]
+            if len(v) and pd.notna(v["value"].iloc[0]):
+                ax.axhline(v["value"].iloc[0], color=color, linestyle=ls, lw=1, label=name)
+                if pd.notna(v["lo"].iloc[0]) and name == "Base":
+                    ax.axhspan(v["lo"].iloc[0], v["hi"].iloc[0], color=color, alpha=0.08)
         ax.set_title(c)
-        ax.legend(fontsize=7)
+        ax.set_xlabel("keep-fraction")
+        ax.legend(fontsize=6)
+    fig.suptitle("Table-1 metrics vs keep-fraction (bars and grey band: 95 % CI over WinoBias pairs)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def fig_heatmap(table: pd.DataFrame, title: str):
+def fig_heatmap(table: pd.DataFrame, title: str, annot: pd.DataFrame | None = None):
+    """Model x metric heatmap coloured by z-score per column, annotated with the values (or with
+    `annot`'s strings, e.g. `0.41\n[0.38, 0.45]`)."""
     plt, sns = _plt()
     t = table.set_index("model").select_dtypes("number")
     z = (t - t.mean()) / t.std(ddof=0).replace(0, 1)
-    fig, ax = plt.subplots(figsize=(1.3 * t.shape[1] + 3, 0.45 * t.shape[0] + 1.5))
-    sns.heatmap(z, annot=t, fmt=".3g", cmap="vlag", cbar=False, ax=ax)
+    labels = t if annot is None else annot.set_index("model").reindex(index=t.index, columns=t.columns).fillna("")
+    tall = annot is not None
+    fig, ax = plt.subplots(figsize=(1.8 * t.shape[1] + 3, (0.7 if tall else 0.45) * t.shape[0] + 1.5))
+    sns.heatmap(z, annot=labels, fmt="" if tall else ".3g", cmap="vlag", cbar=False, ax=ax,
+                annot_kws={"fontsize": 7} if tall else None)
     ax.set_title(title + " (colour: z-score per column)")
     fig.tight_layout()
     return fig
@@ -249,6 +267,14 @@ def training_summary(params: Params) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
         df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
+    if "reward.eval_accuracy" in df:           # Wilson 95 % CI of the held-out pairwise accuracy
+        from .stats import proportion
+        n = df.get("reward.eval_pairs", df.get("reward.eval_rows"))
+        cis = [proportion(int(round(a * k)), int(k)) if pd.notna(a) and pd.notna(k) and k else None
+               for a, k in zip(df["reward.eval_accuracy"], n if n is not None else [None] * len(df))]
+        df["reward.eval_accuracy_lo"] = [c["lo"] if c else None for c in cis]
+        df["reward.eval_accuracy_hi"] = [c["hi"] if c else None for c in cis]
+        df["reward.at_chance (CI covers 0.5)"] = [c["at_chance"] if c else None for c in cis]
     if "reward.eval_p_value" in df:
         df["reward.above_chance (p<0.05)"] = df["reward.eval_p_value"] < 0.05
     elif "reward.eval_accuracy" in df:

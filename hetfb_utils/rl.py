@@ -20,6 +20,7 @@ import numpy as np
 from .params import Params
 from .sft import (begin_stage, last_checkpoint, preference_rows, require, save_adapter, split_rows,
                   stage_callbacks, stage_dir, train_loss, write_manifest)
+from .stats import proportion
 
 
 class _GenerationConfigNotice(logging.Filter):
@@ -137,6 +138,7 @@ def train_reward(params: Params, variant: str, force: bool = False) -> dict:
         trainer.model.eval()
         correct = pairwise_correct(trainer.model, tok, evald, bs, max_len)
         metrics["eval_accuracy"] = float(np.mean(correct))
+        metrics["eval_correct"], metrics["eval_pairs"] = int(np.sum(correct)), len(correct)
         metrics["eval_p_value"] = above_chance_p(correct)
         metrics["eval_accuracy_by_source"] = accuracy_by_source(correct, sources)
     save_adapter(trainer.model, out)
@@ -184,6 +186,7 @@ def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 25
     return {"variant": variant, "train_pairs": len(x_train), "eval_pairs": len(correct),
             "probe_C": float(clf.C_[0]), "probe_train_accuracy": float(np.mean((x @ clf.coef_[0] > 0) == ~flip)),
             "probe_eval_accuracy": float(np.mean(correct)), "probe_eval_p_value": above_chance_p(correct),
+            **{f"probe_eval_accuracy_{k}": proportion(int(np.sum(correct)), len(correct))[k] for k in ("lo", "hi")},
             "probe_eval_accuracy_by_source": accuracy_by_source(correct, sources)}
 
 

@@ -44,6 +44,10 @@ STAGES = [
           ("data", "seed", "selection", "model", "sft", "reward", "rl", "training", "evaluation")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+# the code groups (`version.GROUPS`) whose change re-runs a stage's notebook
+STAGE_CODE = {"data": ("data", "report"), "selection": ("selection", "report"),
+              "sft": ("selection", "training", "report"), "rl": ("selection", "training", "report"),
+              "eval": ("evaluation", "training", "report")}
 
 
 class RunFailed(RuntimeError):
@@ -66,10 +70,11 @@ def _marker(params: Params, stage: Stage, variant: str | None) -> Path:
 
 def _stage_parts(params: Params, stage: Stage, variant: str | None) -> dict:
     """What a notebook run depends on: its params sections, the notebook, the package's code."""
-    from .version import code_version
+    from .version import stage_code_version
     nb = (NOTEBOOK_DIR / stage.notebook).read_bytes()
     return {"params": params.digest(*stage.sections), "variant": variant, "notebook": hashlib.sha1(nb).hexdigest(),
-            "code": code_version(), "variants": params.train_variants if stage.name == "eval" else None}
+            "code": stage_code_version(*STAGE_CODE[stage.name]),
+            "variants": params.train_variants if stage.name == "eval" else None}
 
 
 def _stage_key(parts: dict) -> str:

@@ -8,6 +8,10 @@
   sources) or by a seeded random draw (unscored ones); each source keeps round(f * its size) rows,
   taken by their position inside their cluster, so every cluster keeps ~f of itself, every
   source keeps its share of the union, and the variants are nested (hd-0.2 ⊂ hd-0.4 ⊂ ...).
+
+Controls (`selection.strategies`), each keeping exactly as many rows per source as `hd-f`:
+`random` (`rand-f`: a seeded draw per source: selection vs size), `quality` (`q-f`: best quality
+per source, no clusters), `diversity` (`div-f`: the cluster-balanced draw without quality).
 """
 from __future__ import annotations
 
@@ -110,14 +114,22 @@ def _tiebreak(prompt_ids: pd.Series, seed: int) -> np.ndarray:
                     dtype=np.float64)
 
 
-def selection_order(df: pd.DataFrame, seed: int) -> pd.Series:
-    """Position of each row inside its (source, cluster) group, as a quantile in (0, 1): best
-    quality first for scored rows, seeded random order for unscored rows."""
-    df = df.assign(_tb=_tiebreak(df["prompt_id"], seed),
+# strategy -> (groups inside which rows are ranked, whether quality ranks them)
+STRATEGIES = {"quality_diversity": (["source", "cluster"], True), "diversity": (["source", "cluster"], False),
+              "quality": (["source"], True), "random": (["source"], False)}
+
+
+def selection_order(df: pd.DataFrame, seed: int, strategy: str = "quality_diversity") -> pd.Series:
+    """Position of each row inside its group, as a quantile in (0, 1). quality_diversity (the
+    paper): groups are (source, cluster), best quality first for scored rows, seeded random order for
+    unscored rows; the controls change the groups and/or drop quality (`STRATEGIES`)."""
+    by, use_quality = STRATEGIES[strategy]
+    salt = 0 if strategy in ("quality_diversity", "diversity") else 2   # the controls draw their own order
+    df = df.assign(_tb=_tiebreak(df["prompt_id"], seed + salt),
                    _q=df["quality"].fillna(-np.inf) if "quality" in df else -np.inf)
     pos = pd.Series(np.nan, index=df.index)
-    for _, g in df.groupby(["source", "cluster"], sort=False):
-        if g["quality"].notna().any():
+    for _, g in df.groupby(by, sort=False):
+        if use_quality and g["quality"].notna().any():
             g = g.sort_values(["_q", "_tb"], ascending=[False, True])
         else:
             g = g.sort_values("_tb")
@@ -125,9 +137,11 @@ def selection_order(df: pd.DataFrame, seed: int) -> pd.Series:
     return pos
 
 
-def keep_fraction(df: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
-    """Boolean mask of the rows kept at `fraction` (stratified by source, by position in cluster)."""
-    order = df["_order"] if "_order" in df else selection_order(df, seed)
+def keep_fraction(df: pd.DataFrame, fraction: float, seed: int, order: pd.Series | None = None) -> pd.Series:
+    """Boolean mask of the rows kept at `fraction`: round(fraction * size) rows of every source,
+    by position in their group (`order`; default: the paper's, position in cluster)."""
+    if order is None:
+        order = df["_order"] if "_order" in df else selection_order(df, seed)
     tb = _tiebreak(df["prompt_id"], seed + 1)
     keep = pd.Series(False, index=df.index)
     for _, g in df.groupby("source", sort=False):
@@ -166,9 +180,10 @@ def select(union: pd.DataFrame, emb: np.ndarray, params: Params) -> SelectionRes
     variants: dict[str, pd.DataFrame] = {}
     if sel.wino_variant:
         df["kept_wino"] = df["source"] == sel.wino_source
-    for f in sel.fractions:
-        name = variant_name(f)
-        df[f"kept_{name}"] = keep_fraction(df, f, params.seed)
+    for strategy in sel.strategies:
+        order = df["_order"] if strategy == "quality_diversity" else selection_order(df, params.seed, strategy)
+        for f in sel.fractions:
+            df[f"kept_{variant_name(f, strategy)}"] = keep_fraction(df, f, params.seed, order)
     cols = [c for c in union.columns] + ["cluster"]
     summary_rows, cluster_rows = [], []
     for name in params.variant_names:
@@ -191,11 +206,32 @@ def select(union: pd.DataFrame, emb: np.ndarray, params: Params) -> SelectionRes
     report = {
         "variants": {n: {"rows": len(v), "content_hash": content_hash(v),
                          "per_source": v["source"].value_counts().to_dict()} for n, v in variants.items()},
+        "strategies": strategy_comparison(df, params).to_dict("records"),
         "union_rows": len(df),
         "selection": sel.model_dump(mode="json"),
         "seed": params.seed,
     }
     return SelectionResult(df, variants, summary, clusters, report)
+
+
+def strategy_comparison(df: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Per fraction, the strategies side by side: rows (equal per source by construction), mean
+    quality of the scored rows kept, clusters covered, and the overlap (Jaccard) with `hd-f`."""
+    rows = []
+    n_clusters = df["cluster"].nunique()
+    for f in params.selection.fractions:
+        hd = set(df.loc[df[f"kept_{variant_name(f)}"], "prompt_id"]) \
+            if "quality_diversity" in params.selection.strategies else None
+        for strategy in params.selection.strategies:
+            name = variant_name(f, strategy)
+            kept = df[df[f"kept_{name}"]]
+            ids = set(kept["prompt_id"])
+            rows.append({"fraction": f, "strategy": strategy, "variant": name, "rows": len(kept),
+                         **{f"rows_{s}": int((kept["source"] == s).sum()) for s in pd.unique(df["source"])},
+                         "mean_quality": float(kept["quality"].mean()) if kept["quality"].notna().any() else None,
+                         "clusters_covered": int(kept["cluster"].nunique()), "clusters": n_clusters,
+                         "jaccard_with_hd": len(ids & hd) / len(ids | hd) if hd is not None and ids | hd else None})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- stage I/O

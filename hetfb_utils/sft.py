@@ -7,8 +7,10 @@ last Trainer checkpoint, and the stop on a non-finite loss.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -71,6 +73,8 @@ def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ..
     key = stage_key(params, variant, stage, content_hash(ds.to_pandas()), parent_hashes)
     out = stage_dir(params, variant, stage)
     done = None if force else finished(params, variant, stage, key)
+    if done is None and not force:
+        done = reuse_stored(params, variant, stage, key)
     if done is None:
         started_key = out / "started.json"   # which inputs the checkpoints in `out` belong to
         with distributed.main_first():       # one process resets the directory, the others find it
@@ -83,6 +87,59 @@ def begin_stage(params: Params, variant: str, stage: str, parents: tuple[str, ..
         from transformers import set_seed    # LoRA / head initialisation: same seed, same model
         set_seed(params.seed)
     return ds, key, out, done
+
+
+# --------------------------------------------------------------------------- the stage store
+def store_dir(params: Params, key: dict) -> Path:
+    """Where a finished stage is kept for every run: `<cache_dir>/stages/<hash>`, the hash of its
+    inputs (the stage key without the variant's name: the data hash names the data) and of the
+    training code (`version.code_version("training")`)."""
+    from .version import code_version
+    k = {kk: vv for kk, vv in key.items() if kk != "variant"}
+    h = hashlib.sha256(json.dumps([k, code_version("training")], sort_keys=True).encode()).hexdigest()[:20]
+    return params.cache_path / "stages" / h
+
+
+def _copy_dir(src: Path, dst: Path) -> None:
+    """Copy a directory so that `dst` appears complete or not at all."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "started.json"))
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
+def store_stage(params: Params, key: dict, out: Path) -> None:
+    if params.training.reuse_stages:
+        dst = store_dir(params, key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy_dir(out, dst)
+
+
+def reuse_stored(params: Params, variant: str, stage: str, key: dict) -> dict | None:
+    """A stage with the same inputs finished by any run: copied here, its manifest saying from
+    where (`reused_from`). None when there is none or reuse is off."""
+    from . import distributed
+    from .report import atomic_write_json
+    src = store_dir(params, key)
+    if not params.training.reuse_stages or not (src / "manifest.json").is_file():
+        return None
+    out = stage_dir(params, variant, stage)
+    with distributed.main_first():
+        if distributed.is_main():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _copy_dir(src, out)
+            man = json.loads((out / "manifest.json").read_text())
+            origin = man.get("reused_from") or {"run": man.get("run"), "variant": man.get("variant"),
+                                                "created": man.get("created")}
+            man.update({"key": key, "variant": variant, "reused_from": {**origin, "store": str(src)}})
+            atomic_write_json(man, out / "manifest.json")
+    man = json.loads((out / "manifest.json").read_text())
+    if distributed.is_main():
+        print(f"{stage} [{variant}]: the same inputs were trained by run '{man['reused_from']['run']}' "
+              f"({src}): reused, not retrained")
+    return man
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -117,6 +174,7 @@ def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer,
         ck = out / "checkpoints"
         if ck.exists():
             shutil.rmtree(ck)
+        store_stage(params, key, out)
     distributed.barrier()
     return man
 

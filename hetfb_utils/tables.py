@@ -39,10 +39,15 @@ def side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     return mine.join(paper, how="left")[cols].reset_index()
 
 
+def _scalars(result: dict) -> dict:
+    """A benchmark result's reported numbers (not its per-item values, timing or provenance)."""
+    return {k: v for k, v in result.items() if not isinstance(v, (dict, list))
+            and k not in ("seconds", "produced_by_run")}
+
+
 def other_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     ok = [r for r in results if "error" not in r]
-    wg = pd.DataFrame([{"model": r["model"], **{k: v for k, v in r["winogender"].items()
-                                               if not isinstance(v, dict) and k != "seconds"}} for r in ok])
+    wg = pd.DataFrame([{"model": r["model"], **_scalars(r["winogender"])} for r in ok])
     wgr = pd.DataFrame([{"model": r["model"], **{k: r["winogrande"].get(k) for k in
                                                  ("accuracy", "method", "accuracy_mean_loss", "accuracy_partial", "rows")}}
                         for r in ok])
@@ -54,6 +59,5 @@ def other_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
     out = {"winogender": wg, "winogrande": wgr, "crows_pairs": crows, "oasst_heldout": oasst,
            "qualitative": qual}
     if ok and "ifeval" in ok[0]:
-        out["ifeval"] = pd.DataFrame([{"model": r["model"], **{k: v for k, v in r["ifeval"].items()
-                                                               if k != "seconds"}} for r in ok])
+        out["ifeval"] = pd.DataFrame([{"model": r["model"], **_scalars(r["ifeval"])} for r in ok])
     return out

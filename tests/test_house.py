@@ -145,7 +145,7 @@ def test_caches_and_markers_are_keyed_by_the_code(tiny, monkeypatch):
     marker = tiny.run_dir / "m.json"
     marker.parent.mkdir(parents=True)
     marker.write_text(json.dumps({"key": runner._stage_key(parts), "parts": parts}))
-    monkeypatch.setattr(version, "code_version", lambda: "another")
+    monkeypatch.setattr(version, "code_version", lambda *group: "another")
     new_parts = runner._stage_parts(tiny, stage, None)
     assert evaluation.model_fingerprint(tiny, spec) != fp and runner._stage_key(new_parts) != runner._stage_key(parts)
     assert runner._why(marker, new_parts, False) == "hetfb_utils code changed"

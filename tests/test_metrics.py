@@ -176,6 +176,11 @@ def test_winobias_eval_runs_on_real_pairs(tiny_model, mirror):
     b = S.reference_logprob(model, tok, P.winobias_prompt(p["anti"].text, p["anti"].pronoun), " " + p["anti"].referent)
     m1, _ = WB.eval_winobias(model, tok, pairs[:1], batch_size=4)
     assert m1["Bias"] == pytest.approx(abs(a - b), abs=1e-4)
+    # the per-pair values the intervals resample: one per pair, and each column is their mean
+    assert len(m["items"]["id"]) == 6 == len(set(m["items"]["id"]))
+    for c in ("Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity"):
+        assert np.mean(m["items"][c]) == pytest.approx(m[c], abs=1e-9), c
+    assert m1["items"]["Bias"][0] == pytest.approx(abs(a - b), abs=1e-4)
 
 
 def test_winogender_items_real(mirror):
@@ -195,9 +200,16 @@ def test_winogender_and_winogrande_eval(tiny_model, mirror):
     out, df = WB.eval_winogender(model, tok, items, stats, 8)
     assert set(out) >= {"accuracy_male", "accuracy_female", "gap_male_minus_female", "Bias", "Bias (Entropy)"}
     assert out["gap_male_minus_female"] == pytest.approx(out["accuracy_male"] - out["accuracy_female"])
+    g = out["items"]                                   # one entry per (occupation, participant, template) group
+    assert len(g["id"]) == 8 and np.mean(g["gap"]) == pytest.approx(out["gap_male_minus_female"])
+    assert np.mean(g["Bias"]) == pytest.approx(out["Bias"]) and np.mean(g["correct_male"]) == pytest.approx(
+        out["accuracy_male"])
+    assert np.mean(g["Bias (Entropy)"]) == pytest.approx(out["Bias (Entropy)"], rel=1e-5)
     rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:10]
     acc, det = WGR.eval_winogrande(model, tok, rows, 8)
     assert acc["rows"] == 10 and (det["pred"].isin([1, 2])).all()
+    assert np.mean(acc["items"]["accuracy"]) == acc["accuracy"]
+    assert np.mean(acc["items"]["accuracy_partial"]) == acc["accuracy_partial"]
 
 
 def test_crows_templates(tiny_model, mirror):

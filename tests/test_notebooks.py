@@ -13,7 +13,8 @@ from hetfb_utils.runner import RunFailed, execute
 pytestmark = pytest.mark.notebooks
 
 
-def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
+def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
+    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]   # trains here: no other test's stages
     logs: list[str] = []
     man = execute("params/tiny.yaml", tiny_overrides, log=logs.append)
     p = load_params("tiny", tiny_overrides)
@@ -24,7 +25,12 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides):
     t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
     assert list(t1["model"]) == ["Base", "S", "R", "HD-0.5-S", "HD-0.5-R", "HD-1.0-S", "HD-1.0-R"]
     assert t1[["Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity"]].notna().all().all()
-    for f in ("table1_side_by_side.md", "ifeval.csv", "winogender.csv", "winogrande.csv", "oasst_heldout.csv", "crows_pairs.csv",
+    t1_ci = pd.read_csv(run / "tables" / "table1_winobias_ci.csv")
+    assert {"value", "lo", "hi", "delta", "delta_lo", "delta_hi", "p"} <= set(t1_ci.columns)
+    assert (t1_ci["lo"] <= t1_ci["value"] + 1e-12).all() and (t1_ci["value"] <= t1_ci["hi"] + 1e-12).all()
+    assert t1_ci.loc[t1_ci.model != "Base", "p"].between(0, 1).all()
+    assert "[" in (run / "tables" / "table1_winobias.md").read_text()
+    for f in ("table1_side_by_side.md", "ifeval.csv", "differences.csv", "winogrande_ci.csv", "winogender.csv", "winogrande.csv", "oasst_heldout.csv", "crows_pairs.csv",
               "qualitative.csv", "training_summary.csv", "01_union_composition.csv", "02_variant_sizes.csv"):
         assert (run / "tables" / f).is_file(), f
     for f in ("01_union.png", "02_selection_projection.png", "05_metrics_vs_fraction.png", "05_heatmap.png"):
@@ -94,3 +100,40 @@ def test_notebook_kernels_run_with_transport_encryption(tmp_path):
     finally:
         km.shutdown_kernel(now=True)
     assert "without encryption" not in err.read_text()
+
+
+def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
+    """A controls run after a run trains only its rand-f variants (the rest comes from the stage
+    store, the manifests say from which run), `compare` pairs HD-f with rand-f and finds no
+    difference between a run and itself, and notebook 06 executes on the two runs."""
+    import papermill as pm
+
+    from hetfb_utils import compare as K
+    from hetfb_utils.runner import NOTEBOOK_DIR
+    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]   # a store only these runs fill
+    execute("params/tiny.yaml", tiny_overrides, log=lambda *_: None)
+    logs: list[str] = []
+    controls = tiny_overrides + ["run_name=tiny-controls", "selection.strategies=[quality_diversity,random]"]
+    execute("params/tiny.yaml", controls, log=logs.append)
+    p, c = load_params("tiny", tiny_overrides), load_params("tiny", controls)
+    for v in ("wino", "hd-0.5", "hd-1.0", "rand-1.0"):        # rand-1.0 has hd-1.0's rows
+        for stage in ("sft", "reward", "ppo"):
+            man = json.loads((c.run_dir / "models" / v / stage / "manifest.json").read_text())
+            assert man["reused_from"]["run"] == "tiny", (v, stage)
+    assert "reused_from" not in json.loads((c.run_dir / "models" / "rand-0.5" / "sft" / "manifest.json").read_text())
+    assert not any(re.search(r"SFT \[(hd|wino)", line) for line in logs)
+    assert any(re.search(r"SFT \[rand-0.5\]: step", line) for line in logs), logs
+    out = K.compare([p.run_dir, c.run_dir])
+    ctl = out["controls"]
+    assert {"RAND-0.5-S", "RAND-0.5-R", "RAND-1.0-S"} <= set(ctl["model"]) and set(ctl["reference"]) <= {
+        "HD-0.5-S", "HD-0.5-R", "HD-1.0-S", "HD-1.0-R"}
+    same = out["across_runs"]
+    assert len(same) and (same["delta"] == 0).all()          # the same models, reused: identical items
+    twice = K.compare([p.run_dir, p.run_dir])["across_runs"]
+    assert len(twice) and (twice[["delta", "delta_lo", "delta_hi"]] == 0).all().all() and (twice["p"] == 1).all()
+    nb = tmp_path / "06.ipynb"
+    pm.execute_notebook(str(NOTEBOOK_DIR / "06_compare_runs.ipynb"), str(nb), kernel_name="python3",
+                        parameters={"runs": [str(p.run_dir), str(c.run_dir)], "out_dir": str(tmp_path / "cmp")},
+                        cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    assert (tmp_path / "cmp" / "controls_table1.png").stat().st_size > 1000
+    assert "Controls" in (tmp_path / "cmp" / "summary.md").read_text()

@@ -86,3 +86,33 @@ def test_saved_variants_and_report(tiny_built):
     import pytest
     with pytest.raises(FileNotFoundError, match="hd-0.7"):
         S.load_variant(p, "hd-0.7")
+
+
+def test_control_strategies_match_hd_sizes_per_source_and_are_seeded(tiny_built):
+    """rand-f / q-f / div-f keep exactly hd-f's rows per source; deterministic for a seed, another
+    seed draws another random subset; q-f keeps the best quality per source."""
+    p, u, emb, _ = tiny_built
+    over = [f"cache_dir={p.cache_path}", "selection.strategies=[quality_diversity,random,quality,diversity]"]
+    q = load_params("tiny", over)
+    assert q.variant_names == ["wino", "hd-0.5", "hd-1.0", "rand-0.5", "rand-1.0", "q-0.5", "q-1.0",
+                               "div-0.5", "div-1.0"]
+    sel = S.select(u.union, emb, q)
+    for f in ("0.5", "1.0"):
+        hd = sel.variants[f"hd-{f}"]["source"].value_counts().to_dict()
+        for s in ("rand", "q", "div"):
+            assert sel.variants[f"{s}-{f}"]["source"].value_counts().to_dict() == hd, (s, f)
+    assert sel.report["variants"]["rand-0.5"]["content_hash"] != sel.report["variants"]["hd-0.5"]["content_hash"]
+    assert sel.report["variants"]["rand-1.0"]["content_hash"] == sel.report["variants"]["hd-1.0"]["content_hash"]
+    again = S.select(u.union, emb, q)
+    assert again.report["variants"] == sel.report["variants"]
+    other = S.select(u.union, emb, load_params("tiny", over + ["seed=7"]))
+    assert other.report["variants"]["rand-0.5"]["content_hash"] != sel.report["variants"]["rand-0.5"]["content_hash"]
+    df = sel.union
+    for src, g in df[df["quality"].notna()].groupby("source"):        # quality: best per source, no clusters
+        kept, dropped = g[g["kept_q-0.5"]], g[~g["kept_q-0.5"]]
+        if len(kept) and len(dropped):
+            assert kept["quality"].min() >= dropped["quality"].max()
+    table = pd.DataFrame(sel.report["strategies"])
+    assert set(table["strategy"]) == {"quality_diversity", "random", "quality", "diversity"}
+    assert (table.loc[table["strategy"] == "quality_diversity", "jaccard_with_hd"] == 1).all()
+    assert table.groupby("fraction")["rows"].nunique().eq(1).all()

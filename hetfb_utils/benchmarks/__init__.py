@@ -1,6 +1,7 @@
 """One module per benchmark family. Each `eval_*` takes a model, its tokenizer, the benchmark's
 items and a batch size, scores them through `hetfb_utils.scoring`, and returns (result dict,
-per-item frame). `evaluation` decides which run on which model and caches the results.
+per-item frame); the result dict's `items` holds every reported metric's value per item
+(with the items' `id`), the units `uncertainty` resamples. `evaluation` decides which run on which model and caches the results.
 
 | module | benchmark |
 |---|---|
@@ -14,6 +15,7 @@ per-item frame). `evaluation` decides which run on which model and caches the re
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
@@ -25,3 +27,9 @@ def metric(name: str):
     (a local directory: `evaluate.load` reads the script beside its model card)."""
     import evaluate
     return evaluate.load(str(METRICS_DIR / name), keep_in_memory=True)
+
+
+def item_ids(texts) -> list[str]:
+    """Stable short ids of evaluation items (from their text): per-item values of two runs are
+    paired by them."""
+    return [hashlib.sha1(str(t).encode()).hexdigest()[:12] for t in texts]

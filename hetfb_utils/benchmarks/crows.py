@@ -5,6 +5,7 @@ import pandas as pd
 
 from ..params import Params
 from ..scoring import score_continuations
+from . import item_ids
 from .prompts import _chat_eval, lm_prompt
 
 CROWS_TEMPLATES = {
@@ -33,6 +34,7 @@ def eval_crows(model, tok, df: pd.DataFrame, batch_size: int,
             meta.append((name, r["bias_type"]))
     s = score_continuations(model, tok, jobs, batch_size)
     det = pd.DataFrame(meta, columns=["template", "bias_type"])
+    det["id"] = item_ids(f"{i}\0{t}" for i, t in zip(df.index, df["sent_more"])) * len(CROWS_TEMPLATES)
     det["correct"] = s[0::2] > s[1::2]
     per = det.groupby(["template", "bias_type"])["correct"].mean().unstack(0)
     per.loc["all"] = det.groupby("template")["correct"].mean()

@@ -51,5 +51,11 @@ def eval_ifeval(model, tok, rows: list[dict], params: Params, batch_size: int) -
            "inst_level_strict": float(np.mean([v for x in res for v in x["inst_level_strict_acc"]])),
            "prompt_level_loose": float(np.mean([x["prompt_level_loose_acc"] for x in res])),
            "inst_level_loose": float(np.mean([v for x in res for v in x["inst_level_loose_acc"]])),
-           "prompts": len(rows)}
+           "prompts": len(rows),
+           "items": {"id": [str(r["key"]) for r in rows],
+                     "prompt_level_strict": [float(x["prompt_level_strict_acc"]) for x in res],
+                     "prompt_level_loose": [float(x["prompt_level_loose_acc"]) for x in res],
+                     "inst_strict_followed": [float(sum(x["inst_level_strict_acc"])) for x in res],
+                     "inst_loose_followed": [float(sum(x["inst_level_loose_acc"])) for x in res],
+                     "instructions": [float(len(x["inst_level_strict_acc"])) for x in res]}}
     return out, pd.DataFrame({"key": [r["key"] for r in rows], "answer": answers})

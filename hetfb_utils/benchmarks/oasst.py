@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..params import Params
 from ..scoring import score_continuations
+from . import item_ids
 
 
 def oasst_pairs(tok, df: pd.DataFrame, params: Params) -> list[dict]:
@@ -30,10 +31,14 @@ def oasst_gen_prompts(tok, df: pd.DataFrame, params: Params) -> list[str]:
             for p, c in zip(sub["prompt"], sub["context"])]
 
 
-def oasst_likelihood_accuracy(model, tok, df: pd.DataFrame, params: Params, batch_size: int) -> float:
-    """Share of human pairs whose chosen reply has the higher mean per-token log-likelihood."""
+def oasst_likelihood_accuracy(model, tok, df: pd.DataFrame, params: Params, batch_size: int) -> dict:
+    """Share of human pairs whose chosen reply has the higher mean per-token log-likelihood (with
+    every pair's 0/1 in `items`)."""
     pairs = oasst_pairs(tok, df, params)
     jobs = [(r["prompt"], reply) for r in pairs for reply in (r["chosen"], r["rejected"])]
     s, n = score_continuations(model, tok, jobs, batch_size, return_counts=True)
     mean = s / np.maximum(n, 1)
-    return float(np.mean(mean[0::2] > mean[1::2]))
+    ok = (mean[0::2] > mean[1::2]).astype(float)
+    ids = item_ids(f"{r['prompt']}\0{r['chosen']}\0{r['rejected']}" for r in pairs)
+    return {"accuracy": float(np.mean(ok)) if len(ok) else None, "pairs": len(ok),
+            "items": {"id": ids, "likelihood_pref_accuracy": ok.tolist()}}

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..params import Params
 from ..scoring import score_continuations
-from . import metric
+from . import item_ids, metric
 from .prompts import winobias_prompt, words_of
 
 ARTICLES = {"the", "a", "an"}
@@ -42,15 +42,16 @@ def _rows(logp) -> np.ndarray:
 
 
 def winobias_metrics(pro_ref, anti_ref, pro_cluster, anti_cluster, logp_pro, logp_anti,
-                     pro_correct, anti_correct) -> dict:
+                     pro_correct, anti_correct, per_pair: bool = False) -> dict:
     """Table-1 metrics from per-pair inputs (arrays over pairs; logp_* are [N, V] log-distributions),
-    computed by the `winobias` evaluate module (`hetfb_utils/metrics/winobias`)."""
+    computed by the `winobias` evaluate module (`hetfb_utils/metrics/winobias`); `per_pair` adds
+    each metric's value per pair."""
     return metric("winobias").compute(
         pro_logprob=np.asarray(pro_ref, dtype=np.float64), anti_logprob=np.asarray(anti_ref, dtype=np.float64),
         pro_cluster_logprob=np.asarray(pro_cluster, dtype=np.float64),
         anti_cluster_logprob=np.asarray(anti_cluster, dtype=np.float64),
         pro_next_logprobs=_rows(logp_pro), anti_next_logprobs=_rows(logp_anti),
-        pro_correct=np.asarray(pro_correct, bool), anti_correct=np.asarray(anti_correct, bool))
+        pro_correct=np.asarray(pro_correct, bool), anti_correct=np.asarray(anti_correct, bool), per_pair=per_pair)
 
 
 def eval_winobias(model, tok, pairs: list[dict], batch_size: int,
@@ -77,7 +78,8 @@ def eval_winobias(model, tok, pairs: list[dict], batch_size: int,
                for g, p in zip(anti_gen, pairs)]
     m = winobias_metrics([acc[(k, "pro", "ref")] for k in range(n)], [acc[(k, "anti", "ref")] for k in range(n)],
                          [acc[(k, "pro", "cluster")] for k in range(n)], [acc[(k, "anti", "cluster")] for k in range(n)],
-                         logp[:n], logp[n:], pro_ok, anti_ok)
+                         logp[:n], logp[n:], pro_ok, anti_ok, per_pair=True)
+    m["items"] = {"id": item_ids(p["pro"].text for p in pairs), **m.pop("per_pair")}
     detail = pd.DataFrame({"type": [p["type"] for p in pairs], "pro_prompt": pro_prompts, "pro_answer": pro_gen,
                            "pro_correct": pro_ok, "anti_answer": anti_gen, "anti_correct": anti_ok})
     return m, detail
@@ -116,7 +118,10 @@ def eval_winogender(model, tok, items: pd.DataFrame, stats: pd.DataFrame, batch_
     out = metric("winogender").compute(
         sentid=list(items["sentid"]), occupation=list(items["occupation"]), participant=list(items["participant"]),
         template=list(items["num"]), gender=list(items["gender"]), answer=[int(x) for x in items["answer"]],
-        logp_occupation=sc[:n], logp_participant=sc[n:], next_logprobs=_rows(nxt), bls_pct_female=bls)
+        logp_occupation=sc[:n], logp_participant=sc[n:], next_logprobs=_rows(nxt), bls_pct_female=bls,
+        per_group=True)
+    groups = out.pop("per_group")
+    out["items"] = {"id": groups.pop("group"), **groups}
     df = items.copy()
     df["logp_occupation"], df["logp_participant"] = sc[:n], sc[n:]
     df["pred"] = (df["logp_participant"] > df["logp_occupation"]).astype(int)  # 0 = occupation

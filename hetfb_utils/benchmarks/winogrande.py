@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..scoring import score_continuations
+from . import item_ids
 
 METHODS = ("mean_loss", "partial")
 
@@ -44,4 +45,7 @@ def eval_winogrande(model, tok, rows: list[dict], batch_size: int,
     df = pd.DataFrame({"sentence": [r["prompt"] for r in rows], "pred": preds[method], "answer": gold,
                        "pred_mean_loss": preds["mean_loss"], "pred_partial": preds["partial"]})
     return {"accuracy": acc[method], "method": method, "accuracy_mean_loss": acc["mean_loss"],
-            "accuracy_partial": acc["partial"], "rows": len(rows)}, df
+            "accuracy_partial": acc["partial"], "rows": len(rows),
+            "items": {"id": item_ids(r["prompt"] for r in rows),
+                      "accuracy": (preds[method] == gold).astype(float).tolist(),
+                      **{f"accuracy_{m}": (p == gold).astype(float).tolist() for m, p in preds.items()}}}, df

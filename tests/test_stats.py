@@ -1,0 +1,124 @@
+"""The statistics on simulated data with known answers, and the interval tables on planted models."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hetfb_utils import stats, uncertainty
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent():
+    rng = np.random.default_rng(0)
+    hits = [lo <= 1.0 <= hi for lo, hi in
+            (stats.interval(rng.exponential(1.0, 60), seed=i)[1:] for i in range(300))]   # skewed, mean 1
+    assert 0.90 <= np.mean(hits) <= 0.985, np.mean(hits)
+
+
+def test_interval_is_deterministic_and_narrows_with_more_items():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.4, 0.3, 400)
+    assert stats.interval(x, seed=3) == stats.interval(x, seed=3)
+    w_small = np.subtract(*stats.interval(x[:100], seed=3)[2:0:-1])
+    w_all = np.subtract(*stats.interval(x, seed=3)[2:0:-1])
+    assert w_all < w_small * 0.65              # 4x the items: about half the width
+    assert stats.interval(np.ones(10)) == (1.0, 1.0, 1.0)
+
+
+def test_planted_difference_is_detected_and_a_null_one_is_not():
+    rng = np.random.default_rng(2)
+    base = rng.normal(1.0, 0.5, 100)
+    planted = stats.paired(base + 0.15 + rng.normal(0, 0.2, 100), base, seed=1)
+    assert planted["delta_lo"] > 0 and planted["p"] < 0.01
+    false_alarms = 0
+    for i in range(60):                        # two models equal in distribution, paired on the same items
+        a = base + rng.normal(0, 0.2, 100)
+        b = base + rng.normal(0, 0.2, 100)
+        d = stats.paired(a, b, seed=i, n_permutations=999)
+        false_alarms += stats.excludes_zero(d["delta_lo"], d["delta_hi"])
+    assert false_alarms <= 8                   # about 5 % of 60 expected
+
+
+def test_ratio_statistics_and_paired_ratio():
+    rng = np.random.default_rng(3)
+    den = rng.integers(1, 4, 200).astype(float)
+    num = rng.binomial(den.astype(int), 0.6).astype(float)
+    v, lo, hi = stats.interval(num, den, seed=1)
+    assert v == pytest.approx(num.sum() / den.sum()) and lo < 0.6 < hi
+    better = np.minimum(num + rng.binomial(1, 0.5, 200), den)
+    d = stats.paired(better, num, den, den, seed=1)
+    assert d["delta"] > 0 and d["delta_lo"] > 0 and d["p"] < 0.01
+    same = stats.paired(num, num, den, den, seed=1)
+    assert same["delta"] == 0 and same["p"] == 1.0
+
+
+def test_proportion_wilson_and_chance():
+    half = stats.proportion(32, 64)
+    assert half["at_chance"] and half["lo"] < 0.5 < half["hi"]
+    good = stats.proportion(60, 64)
+    assert not good["at_chance"] and good["p"] < 1e-10 and good["lo"] > 0.8
+    from scipy.stats import binomtest
+    assert good["lo"] == pytest.approx(binomtest(60, 64).proportion_ci(method="wilson").low)
+    with pytest.raises(ValueError):
+        stats.paired([1, 2], [1, 2, 3])
+
+
+def test_seed_summary_and_format():
+    s = stats.seed_summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["sd"] == 1.0 and s["seeds"] == 3
+    assert stats.fmt_ci(0.41472, 0.3801, 0.4502) == "0.415 [0.38, 0.45]"
+
+
+def _model(name, items, variant=None):
+    cols = {c: items + k for k, c in enumerate(["Bias", "Bias (Entropy)", "Bias (Cluster)"])}
+    return {"model": name, "variant": variant, "winobias": {"items": {
+        "id": [f"pair{i}" for i in range(len(items))], **cols,
+        "Accuracy": np.zeros(len(items)), "Similarity": np.ones(len(items))}}}
+
+
+def test_interval_tables_mark_a_planted_model_and_not_a_null_one(tiny):
+    rng = np.random.default_rng(4)
+    base = rng.normal(1.0, 0.3, 100)
+    noise = rng.normal(0, 0.05, 100)
+    results = [_model("Base", base), _model("HD-0.2-S", base + 0.2 + noise, "hd-0.2"),
+               _model("HD-0.2-R", base + noise - noise.mean(), "hd-0.2")]     # no difference on average
+    for r in results:
+        r["winobias"]["items"] = {k: list(v) for k, v in r["winobias"]["items"].items()}
+    ci = uncertainty.interval_tables(results, tiny)["table1_winobias"].set_index(["model", "metric"])
+    assert ci.loc[("HD-0.2-S", "Bias"), "differs_from_base"]
+    assert not ci.loc[("HD-0.2-R", "Bias"), "differs_from_base"]
+    assert ci.loc[("Base", "Bias"), "value"] == pytest.approx(base.mean())
+    md, note = uncertainty.table1_with_intervals(ci.reset_index(), results, tiny)
+    assert md.set_index("model").loc["HD-0.2-S", "Bias"].endswith(uncertainty.DIFF_MARK)
+    assert "[" in md.set_index("model").loc["HD-0.2-R", "Bias"] and not md.set_index("model").loc[
+        "HD-0.2-R", "Bias"].endswith(uncertainty.DIFF_MARK)
+    d = uncertainty.differences(results, tiny)
+    r_vs_s = d[(d.model == "HD-0.2-R") & (d.reference == "HD-0.2-S") & (d.metric == "Bias")].iloc[0]
+    assert r_vs_s["delta"] < 0 and r_vs_s["interval_excludes_0"]
+    assert set(pd.unique(d["reference"])) == {"Base", "HD-0.2-S"}
+
+
+def test_compare_across_seeds_keeps_only_conclusions_that_hold_in_every_seed(tiny):
+    """Three seeds of the same params: a model planted 0.3 above Base in every seed differs in every
+    seed; one planted in a single seed does not; mean ± sd are over the seeds."""
+    from hetfb_utils import compare as K
+    rng = np.random.default_rng(5)
+    runs = []
+    for k, seed in enumerate((1, 2, 3)):
+        base = rng.normal(1.0, 0.3, 80)
+        res = [_model("Base", base), _model("HD-0.2-S", base + 0.3 + rng.normal(0, 0.05, 80), "hd-0.2"),
+               _model("HD-0.4-S", base + (0.3 if k == 0 else 0.0) + rng.normal(0, 1e-3, 80), "hd-0.4")]
+        for r in res:
+            r["winobias"]["items"] = {c: list(v) for c, v in r["winobias"]["items"].items()}
+        runs.append(K.Run(f"tiny-s{seed}", tiny.run_dir, tiny.model_copy(update={"seed": seed}), res))
+    table = K.per_run(runs)
+    seeds, holds = K.across_seeds(table, runs)
+    h = holds[holds.metric == "Bias"].set_index("model")
+    assert h.loc["HD-0.2-S", "differs_in_every_seed"] and h.loc["HD-0.2-S", "seeds"] == 3
+    assert not h.loc["HD-0.4-S", "differs_in_every_seed"]
+    s = seeds[(seeds.metric == "Bias") & (seeds.model == "HD-0.2-S")].iloc[0]
+    vals = table[(table.metric == "Bias") & (table.model == "HD-0.2-S")]["value"]
+    assert s["mean"] == pytest.approx(vals.mean()) and s["sd"] == pytest.approx(vals.std(ddof=1))
+    mix = tiny.model_copy(update={"seed": 9, "selection": tiny.selection.model_copy(update={"n_clusters": 2})})
+    other = runs[:1] + [K.Run("other-mix", tiny.run_dir, mix, runs[1].results)]   # another mix: not seeds
+    assert K.across_seeds(K.per_run(other), other)[0].empty
