@@ -16,6 +16,7 @@ Every function is deterministic for its `seed`. Items that are all equal give a 
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 
@@ -51,6 +52,7 @@ def point(num, den=None) -> float:
 def interval(num, den=None, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
              confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """(value, lo, hi): the statistic over items and its bootstrap confidence interval."""
+    from scipy import stats as scipy_stats
     from scipy.stats import bootstrap
     num = _clean(num)
     value = point(num, den)
@@ -59,8 +61,11 @@ def interval(num, den=None, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
     data = (num,) if den is None else (num, _clean(den))
     if np.ptp(num) == 0 and (den is None or np.ptp(data[1]) == 0):
         return value, value, value
-    res = bootstrap(data, _stat(num, den), paired=den is not None, vectorized=True, method="BCa",
-                    n_resamples=n_resamples, confidence_level=confidence, rng=np.random.default_rng(seed))
+    with warnings.catch_warnings():   # BCa undefined on near-constant items: handled just below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", getattr(scipy_stats, "DegenerateDataWarning", RuntimeWarning))
+        res = bootstrap(data, _stat(num, den), paired=den is not None, vectorized=True, method="BCa",
+                        n_resamples=n_resamples, confidence_level=confidence, rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     if not (np.isfinite(lo) and np.isfinite(hi)):   # BCa undefined (e.g. nearly constant items)
         res = bootstrap(data, _stat(num, den), paired=den is not None, vectorized=True, method="percentile",

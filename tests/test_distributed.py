@@ -97,7 +97,7 @@ def test_two_processes_reward_ppo_and_dpo(tiny_built, tmp_path):
 def test_only_rank_zero_writes(tiny_built, tmp_path, monkeypatch):
     """A process of rank 1 resets no directory and writes no marker, adapter or manifest."""
     from transformers import TrainerState
-    p, _ = fresh_run(tiny_built, tmp_path)
+    p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")   # not another test's stored stage
     monkeypatch.setenv("RANK", "1")
     assert not distributed.is_main()
     _, key, out, done = sft.begin_stage(p, "wino", "sft")
@@ -157,7 +157,7 @@ def test_progress_note_reaches_the_watcher(tmp_path, monkeypatch):
 
 
 def test_training_notes_its_steps(tiny_built, tmp_path, monkeypatch):
-    p, _ = fresh_run(tiny_built, tmp_path)
+    p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")
     path = tmp_path / "progress.json"
     monkeypatch.setenv(progress.ENV, str(path))
     sft.train_sft(p, "wino")
