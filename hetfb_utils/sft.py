@@ -286,12 +286,28 @@ def log_frame(params: Params, variant: str, stage: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- SFT
+def sft_config(params: Params, output_dir: Path):
+    """The `SFTConfig` of the SFT stage: `params.sft.args` over the run's defaults, loss on the completion only."""
+    from .params import stage_config
+    return stage_config(params, "sft", output_dir, save_steps=10, eval_strategy="no",
+                        completion_only_loss=True, dataset_num_proc=None)
+
+
+def sft_example(tok, row: dict, params: Params, max_length: int) -> dict:
+    """A variant row as SFT trains on it: the prompt formatted as the run formats prompts (chat
+    template, with the conversation so far), the preferred response as the completion."""
+    from .models import format_prompt
+    prompt = format_prompt(tok, row["prompt"], row["context"], params)
+    p, c = fit_text(tok, prompt, row["chosen"], max_length)
+    return {"prompt": p, "completion": c}
+
+
 def train_sft(params: Params, variant: str, force: bool = False) -> dict:
     """LoRA SFT on (prompt -> preferred response) of `variant`; returns the manifest."""
     from trl import SFTTrainer
 
-    from .models import base_model_path, format_prompt, load_causal_lm, load_tokenizer
-    from .params import lora_config, stage_config
+    from .models import base_model_path, load_causal_lm, load_tokenizer
+    from .params import lora_config
 
     ds, key, out, done = begin_stage(params, variant, "sft", force=force)
     if done:
@@ -299,14 +315,11 @@ def train_sft(params: Params, variant: str, force: bool = False) -> dict:
     started = time.time()
     path = base_model_path(params)
     tok = load_tokenizer(path)
-    args = stage_config(params, "sft", out / "checkpoints", save_steps=10, eval_strategy="no",
-                        completion_only_loss=True, dataset_num_proc=None)
+    args = sft_config(params, out / "checkpoints")
     max_len = args.max_length or 512
 
     def fmt(r):
-        prompt = format_prompt(tok, r["prompt"], r["context"], params)
-        p, c = fit_text(tok, prompt, r["chosen"], max_len)
-        return {"prompt": p, "completion": c}
+        return sft_example(tok, r, params, max_len)
 
     train, evald = split_rows(ds, params.sft.eval_fraction, params.seed, params.sft.max_rows,
                               params.sft.eval_max_rows)
