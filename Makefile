@@ -11,7 +11,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup reproduce seeds compare test test-fast test-slow lab bench params-doc clean
+.PHONY: setup reproduce seeds compare test test-fast test-slow lab lab-check bench params-doc clean
 
 $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,6 +49,14 @@ test-slow: setup
 lab: setup
 	$(BIN)/python -m ipykernel install --user --name hetfb --display-name "Python (hetfb)"
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
+
+## every stage notebook run through JupyterLab in headless Chromium (Selenium), params/tiny.yaml by default;
+## screenshots and report.json in outputs/lab-check/. Installs chromium + chromium-driver (apt) and selenium.
+lab-check: setup
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	@$(BIN)/python -c "import selenium" 2>/dev/null || $(BIN)/python -m pip install -q -r requirements-labcheck.txt
+	$(BIN)/python tools/lab_check.py $(ARGS)
 
 bench: setup
 	$(BIN)/python -m hetfb_utils bench $(ARGS)

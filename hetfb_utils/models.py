@@ -187,7 +187,13 @@ def load_reward_model(params: Params, sft_adapter: str | Path | None, rm_adapter
     device, dtype = device_and_dtype(params)
     tok = load_tokenizer(path)
     torch.manual_seed(params.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()     # the score head is new by design: no "MISSING score.weight" report
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(level)
     model.config.pad_token_id = tok.pad_token_id
     if sft_adapter:  # copy the SFT-merged backbone into the classifier (the score head stays new)
         causal = load_causal_lm(params, [sft_adapter], path=path)

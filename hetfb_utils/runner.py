@@ -1,4 +1,5 @@
-"""The runner: executes the numbered notebooks with papermill, stage 3-4 once per variant.
+"""The runner: executes the numbered notebooks with papermill, one kernel per notebook (03 and 04
+train every variant of the run in theirs; `per_variant` stages would start one per variant).
 
 ``python -m hetfb_utils run params/quickstart.yaml [-p key=value ...] [--only STAGE] [--force]``
 
@@ -38,8 +39,8 @@ class Stage:
 STAGES = [
     Stage("data", "01_data_union.ipynb", ("data", "seed", "cache_dir")),
     Stage("selection", "02_quality_diversity_selection.ipynb", ("data", "seed", "selection")),
-    Stage("sft", "03_lora_sft.ipynb", ("data", "seed", "selection", "model", "sft"), True),
-    Stage("rl", "04_reward_model_ppo.ipynb", ("data", "seed", "selection", "model", "sft", "reward", "rl"), True),
+    Stage("sft", "03_lora_sft.ipynb", ("data", "seed", "selection", "model", "sft")),
+    Stage("rl", "04_reward_model_ppo.ipynb", ("data", "seed", "selection", "model", "sft", "reward", "rl")),
     Stage("eval", "05_bias_and_oasst_evaluation.ipynb",
           ("data", "seed", "selection", "model", "sft", "reward", "rl", "training", "evaluation")),
 ]
@@ -74,7 +75,7 @@ def _stage_parts(params: Params, stage: Stage, variant: str | None) -> dict:
     nb = (NOTEBOOK_DIR / stage.notebook).read_bytes()
     return {"params": params.digest(*stage.sections), "variant": variant, "notebook": hashlib.sha1(nb).hexdigest(),
             "code": stage_code_version(*STAGE_CODE[stage.name]),
-            "variants": params.train_variants if stage.name == "eval" else None}
+            "variants": params.train_variants if stage.name in ("sft", "rl", "eval") else None}
 
 
 def _stage_key(parts: dict) -> str:

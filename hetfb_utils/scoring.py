@@ -10,6 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def _wide(logits):
+    """Logits in float32 for the log-softmax (bf16 / fp16 models), float64 kept as it is."""
+    import torch
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def _ids(tok, text: str, special: bool) -> list[int]:
     return tok(text, add_special_tokens=special).input_ids
 
@@ -186,7 +192,7 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
         res, own_ids, mask = _extend(model, cache, mask[rows], [p_ids[p][L:] for _, L, p in members], pad)
         cache = res.past_key_values
         names = [p for _, _, p in members]
-        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
+        first = torch.log_softmax(_wide(res.logits[:, -1]), dim=-1)
         rest = []  # (row, pair index, continuation) with more than one token
         for j, p in enumerate(names):
             if p in want:
@@ -212,8 +218,8 @@ def score_continuations(model, tok, pairs: list[tuple[str, str]], batch_size: in
             cin, cmask = pad_batch([c[:-1] for _, _, c in part], pad, left=False)
             cpos = mask[sel].sum(-1, keepdim=True) + torch.arange(cin.shape[1], device=dev).unsqueeze(0)
             with torch.no_grad():
-                logits = model(input_ids=cin.to(dev), attention_mask=torch.cat([mask[sel], cmask.to(dev)], dim=1),
-                               past_key_values=sub, position_ids=cpos, use_cache=True).logits.float()
+                logits = _wide(model(input_ids=cin.to(dev), attention_mask=torch.cat([mask[sel], cmask.to(dev)], dim=1),
+                                     past_key_values=sub, position_ids=cpos, use_cache=True).logits)
             tgt, _ = pad_batch([c[1:] for _, _, c in part], 0, left=False)
             picked = logits.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
             for r, (_, i, c) in enumerate(part):
@@ -237,7 +243,7 @@ def next_token_logprobs(model, tok, prompts: list[str], batch_size: int = 16):
         idx = order[s:s + batch_size]
         ids, mask = pad_batch([enc[i] for i in idx], pad, left=False)
         with torch.no_grad():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
+            logits = _wide(model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits)
         for j, i in enumerate(idx):
             rows[i] = torch.log_softmax(logits[j, len(enc[i]) - 1], dim=-1).cpu()
     return torch.stack(rows) if rows else torch.zeros(0)
@@ -251,7 +257,7 @@ def reference_logprob(model, tok, prompt: str, continuation: str) -> float:
     total = 0.0
     for t in _ids(tok, continuation, False):
         with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, -1].float()
+            logits = _wide(model(input_ids=ids).logits[0, -1])
         total += torch.log_softmax(logits, dim=-1)[t].item()
         ids = torch.cat([ids, torch.tensor([[t]], device=model.device)], dim=1)
     return total

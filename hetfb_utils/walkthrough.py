@@ -8,10 +8,9 @@ each step: the notebooks do the arithmetic in view and call these only to fetch 
 from __future__ import annotations
 
 import dataclasses
-import json
+import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .params import Params
@@ -66,7 +65,7 @@ def fraction_change(sel_union: pd.DataFrame, small: str, large: str) -> pd.DataF
     """Per source, what two variants keep: rows, mean quality of the kept rows, clusters covered."""
     rows = []
     for src, g in sel_union.groupby("source", sort=False):
-        for name in (small, large):
+        for name in dict.fromkeys((small, large)):      # one column when they are the same variant
             kept = g[g[f"kept_{name}"]]
             rows.append({"source": src, "variant": name, "rows": len(kept),
                          "mean_quality": kept["quality"].mean() if kept["quality"].notna().any() else None,
@@ -76,14 +75,16 @@ def fraction_change(sel_union: pd.DataFrame, small: str, large: str) -> pd.DataF
 
 # --------------------------------------------------------------------------- 03: SFT
 def non_default(cfg) -> pd.DataFrame:
-    """The fields of a config dataclass (TRL `SFTConfig`, PEFT `LoraConfig`, ...) whose value differs
-    from the class default: what the params file actually set."""
-    kw = {"output_dir": cfg.output_dir} if hasattr(cfg, "output_dir") else {}
-    default = type(cfg)(**kw)
+    """The fields of a config dataclass (TRL `SFTConfig`, PEFT `LoraConfig`, ...) that differ from the
+    library's default config built on the same device settings: what params (and the kit) set."""
+    same = {k: getattr(cfg, k) for k in ("output_dir", "use_cpu", "bf16") if hasattr(cfg, k)}
+    with warnings.catch_warnings():       # the library's own defaults may use names it deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        default = type(cfg)(**same)
     rows = [{"field": f.name, "value": getattr(cfg, f.name), "default": getattr(default, f.name)}
             for f in dataclasses.fields(cfg)
-            if f.name not in ("output_dir", "logging_dir") and repr(getattr(cfg, f.name)) != repr(getattr(default, f.name))]
-    return pd.DataFrame(rows).set_index("field")
+            if f.name not in ("logging_dir", *same) and repr(getattr(cfg, f.name)) != repr(getattr(default, f.name))]
+    return pd.DataFrame(rows, columns=["field", "value", "default"], dtype=object).set_index("field")
 
 
 def mark_loss_tokens(tok, input_ids: list[int], labels: list[int], open_: str = "⟦", close: str = "⟧") -> str:
@@ -172,7 +173,7 @@ def ppo_rollout(params: Params, variant: str, prompt: str, seed: int | None = No
     keep = int((cut[0] != pad).sum())                   # tokens up to and including the stop token
     return {"prompt": tok.decode(query[0]), "response": tok.decode(cut[0, :keep], skip_special_tokens=True),
             "tokens": [tok.decode([t]) for t in response[0, :keep]],
-            "logprob": logprob[:keep].double(), "ref_logprob": ref_logprob[:keep].double(),
+            "logprob": logprob[:keep].double().numpy(), "ref_logprob": ref_logprob[:keep].double().numpy(),
             "score": float(score[0]), "kl_coef": float(args.kl_coef), "kl_estimator": args.kl_estimator}
 
 
@@ -207,12 +208,21 @@ def scorer_items(result: dict, pair: dict) -> dict:
     return {m: items[m][k] for m in items if m != "id"}
 
 
-def agreement(by_hand: dict, scorer: dict) -> pd.DataFrame:
-    """By-hand values beside the scorer's, with the absolute difference."""
-    df = pd.DataFrame({"by hand": pd.Series(by_hand, dtype=float), "scorer": pd.Series(scorer, dtype=float)})
-    df["abs diff"] = (df["by hand"] - df["scorer"]).abs()
-    return df
+def module_values(by_hand: dict) -> dict:
+    """The kit's `winobias` evaluate module on the by-hand inputs of one pair."""
+    from .benchmarks.winobias import winobias_metrics
+    pro, anti = by_hand["pro"], by_hand["anti"]
+    m = winobias_metrics([pro["referent_logprob"]], [anti["referent_logprob"]], [pro["cluster_logprob"]],
+                         [anti["cluster_logprob"]], pro["next_logprobs"][None].float(), anti["next_logprobs"][None].float(),
+                         [pro["correct"]], [anti["correct"]])
+    return {k: m[k] for k in ("Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity")}
 
 
-def as_json(obj) -> str:
-    return json.dumps(obj, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+def agreement(by_hand: dict, module: dict, batched: dict) -> pd.DataFrame:
+    """By-hand values beside the evaluate module's on the same inputs and the batched run's value for
+    the pair, with the absolute differences."""
+    df = pd.DataFrame({"by hand": pd.Series(by_hand, dtype=float), "evaluate module": pd.Series(module, dtype=float),
+                       "batched run": pd.Series(batched, dtype=float)})
+    df["module − by hand"] = (df["evaluate module"] - df["by hand"]).abs()
+    df["batched − by hand"] = (df["batched run"] - df["by hand"]).abs()
+    return df.loc[list(by_hand)]
