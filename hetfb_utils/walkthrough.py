@@ -8,6 +8,7 @@ each step: the notebooks do the arithmetic in view and call these only to fetch 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def ppo_rollout(params: Params, variant: str, prompt: str, seed: int | None = No
     from .models import base_model_path, format_prompt, load_causal_lm, load_reward_model, load_tokenizer
     from .params import stage_config
     from .sft import stage_dir
-    args = stage_config(params, "ppo", Path("/tmp/hetfb-walkthrough"))   # never written: only read
+    args = stage_config(params, "ppo", Path(tempfile.gettempdir()) / "hetfb-walkthrough")  # read, never written
     tok = load_tokenizer(base_model_path(params))
     sft_dir, rm_dir = stage_dir(params, variant, "sft"), stage_dir(params, variant, "reward")
     policy = load_causal_lm(params, adapters=[sft_dir, stage_dir(params, variant, "ppo")])
@@ -170,7 +171,7 @@ def ppo_rollout(params: Params, variant: str, prompt: str, seed: int | None = No
         stop = tok.eos_token_id
         cut = truncate_response(stop, pad, response) if stop is not None else response
         _, score, _ = get_reward(reward_model, torch.cat((query, cut), 1), pad, n)
-    keep = int((cut[0] != pad).sum())                   # tokens up to and including the stop token
+    keep = int((cut[0] != pad).sum())    # the tokens TRL counts: up to the first pad token (after the stop token)
     return {"prompt": tok.decode(query[0]), "response": tok.decode(cut[0, :keep], skip_special_tokens=True),
             "tokens": [tok.decode([t]) for t in response[0, :keep]],
             "logprob": logprob[:keep].double().numpy(), "ref_logprob": ref_logprob[:keep].double().numpy(),
