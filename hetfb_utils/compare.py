@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from .params import Params, load_params
-from .stats import excludes_zero, seed_for, seed_summary
-from .uncertainty import TABLES, compare_items, interval_tables, item_frame
+from .stats import seed_summary
+from .uncertainty import interval_tables, paired_rows
 
 CONTROL = re.compile(r"^(RAND|Q|DIV)-([0-9.]+)-([SR])$")
 
@@ -94,20 +94,8 @@ def controls(runs: list[Run]) -> pd.DataFrame:
 
 
 def _pairs(a: dict, b: dict, params: Params, run_a: str, model_a: str, run_b: str, model_b: str) -> list[dict]:
-    rows = []
-    for table, (key, cols) in TABLES.items():
-        ia, ib = item_frame(a, key), item_frame(b, key)
-        if ia is None or ib is None:
-            continue
-        for col, num, den in cols:
-            if num not in ia or num not in ib:
-                continue
-            if not len(ia.index.intersection(ib.index)):
-                continue
-            d = compare_items(ia, ib, num, den, seed_for(params.seed, table, col, model_a, model_b))
-            rows.append({"table": table, "metric": col, "run": run_a, "model": model_a, "reference_run": run_b,
-                         "reference": model_b, **d, "interval_excludes_0": excludes_zero(d["delta_lo"], d["delta_hi"])})
-    return rows
+    return [{"table": r.pop("table"), "metric": r.pop("metric"), "run": run_a, "model": r.pop("model"),
+             "reference_run": run_b, **r} for r in paired_rows(a, b, params.seed, model_a, model_b)]
 
 
 def across_runs(runs: list[Run]) -> pd.DataFrame:

@@ -183,10 +183,11 @@ def feature_probe(params: Params, variant: str, max_train_pairs: int | None = 25
         warnings.simplefilter("ignore", FutureWarning)
         clf.fit(x, (~flip).astype(int))
     correct = x_eval @ clf.coef_[0] > 0
+    ci = proportion(int(np.sum(correct)), len(correct))
     return {"variant": variant, "train_pairs": len(x_train), "eval_pairs": len(correct),
             "probe_C": float(clf.C_[0]), "probe_train_accuracy": float(np.mean((x @ clf.coef_[0] > 0) == ~flip)),
             "probe_eval_accuracy": float(np.mean(correct)), "probe_eval_p_value": above_chance_p(correct),
-            **{f"probe_eval_accuracy_{k}": proportion(int(np.sum(correct)), len(correct))[k] for k in ("lo", "hi")},
+            **{f"probe_eval_accuracy_{k}": ci[k] for k in ("lo", "hi")},
             "probe_eval_accuracy_by_source": accuracy_by_source(correct, sources)}
 
 

@@ -66,9 +66,30 @@ def compare_items(a: pd.DataFrame, b: pd.DataFrame, num: str, den: str | None, s
     return {**out, "paired_items": len(x)}
 
 
-def interval_tables(results: list[dict], params: Params) -> dict[str, pd.DataFrame]:
+def paired_rows(a: dict, b: dict, seed: int, model_a: str, model_b: str) -> list[dict]:
+    """Model A minus model B on every metric of every table both were scored on, paired on the items
+    both scored (no item in common: no row)."""
+    rows = []
+    for table, (key, cols) in TABLES.items():
+        ia, ib = item_frame(a, key), item_frame(b, key)
+        if ia is None or ib is None or not len(ia.index.intersection(ib.index)):
+            continue
+        for col, num, den in cols:
+            if num in ia and num in ib:
+                d = compare_items(ia, ib, num, den, seed_for(seed, table, col, model_a, model_b))
+                rows.append({"table": table, "metric": col, "model": model_a, "reference": model_b, **d,
+                             "interval_excludes_0": excludes_zero(d["delta_lo"], d["delta_hi"])})
+    return rows
+
+
+def interval_tables(results: list[dict], params: Params, diffs: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Per table, every model's intervals and its paired difference from Base (taken from `diffs`,
+    the frame `differences` returns, when given: the same seeded comparison, not computed twice)."""
     ok = [r for r in results if "error" not in r]
     base = next((r for r in ok if r["model"] == "Base"), None)
+    known = {} if diffs is None or not len(diffs) else {
+        (d["table"], d["metric"], d["model"]): {k: d[k] for k in ("delta", "delta_lo", "delta_hi", "p", "paired_items")}
+        for d in diffs[diffs["reference"] == "Base"].to_dict("records")}
     out = {}
     for table, (key, cols) in TABLES.items():
         rows = []
@@ -84,8 +105,8 @@ def interval_tables(results: list[dict], params: Params) -> dict[str, pd.DataFra
                                      seed=seed_for(params.seed, table, col, r["model"]))
                 row = {"model": r["model"], "metric": col, "value": v, "lo": lo, "hi": hi, "n": len(items)}
                 if base_items is not None and r is not base and num in base_items:
-                    row.update(compare_items(items, base_items, num, den, seed_for(params.seed, table, col,
-                                                                                 r["model"], "Base")))
+                    row.update(known.get((table, col, r["model"])) or compare_items(
+                        items, base_items, num, den, seed_for(params.seed, table, col, r["model"], "Base")))
                 rows.append(row)
         if rows:
             df = pd.DataFrame(rows)
@@ -102,18 +123,9 @@ def differences(results: list[dict], params: Params) -> pd.DataFrame:
     ok = {r["model"]: r for r in results if "error" not in r}
     pairs = [(m, "Base") for m in ok if m != "Base" and "Base" in ok]
     pairs += [(m, m[:-1] + "S") for m in ok if m.endswith("R") and m[:-1] + "S" in ok]
-    rows = []
-    for table, (key, cols) in TABLES.items():
-        for a, b in pairs:
-            ia, ib = item_frame(ok[a], key), item_frame(ok[b], key)
-            if ia is None or ib is None:
-                continue
-            for col, num, den in cols:
-                if num in ia and num in ib:
-                    d = compare_items(ia, ib, num, den, seed_for(params.seed, table, col, a, b))
-                    rows.append({"table": table, "metric": col, "model": a, "reference": b, **d,
-                                 "interval_excludes_0": excludes_zero(d["delta_lo"], d["delta_hi"])})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame([row for a, b in pairs for row in paired_rows(ok[a], ok[b], params.seed, a, b)])
+    order = {t: i for i, t in enumerate(TABLES)}               # table by table, as the tables are printed
+    return df.sort_values("table", key=lambda t: t.map(order), kind="stable").reset_index(drop=True) if len(df) else df
 
 
 def reward_at_chance(params: Params) -> dict[str, dict]:
@@ -186,8 +198,8 @@ def save_interval_tables(results: list[dict], params: Params) -> dict:
     from .tables import table1
     atomic_write_json(results, params.run_dir / "eval" / "results.json")   # what `compare` reads
     t0 = time.time()
-    ci = interval_tables(results, params)
     diffs = differences(results, params)
+    ci = interval_tables(results, params, diffs)
     seconds = time.time() - t0
     for name, df in ci.items():
         save_table(df, f"{name}_ci", params, markdown=wide_with_intervals(df), footnote=READING,
