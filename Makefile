@@ -4,14 +4,15 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PARAMS  ?= params/quickstart.yaml
 ARGS    ?=
-SEEDS   ?= 42 43 44
+SEEDS   ?=
 RUNS    ?= outputs/quickstart
+RESULTS ?=
 export HETFB_DATA_DIR ?= $(abspath ../shared/data)
 export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup reproduce seeds compare test test-fast test-slow lab lab-check bench params-doc clean
+.PHONY: setup reproduce seeds compare results test test-fast test-slow quality lab lab-check bench params-doc clean
 
 $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,17 +28,28 @@ setup: $(VENV)/.installed
 reproduce: setup
 	$(BIN)/python -m hetfb_utils run $(PARAMS) $(ARGS)
 
-## one run per seed (outputs/<run>-s<seed>/), then compare them: mean ± sd, conclusions that hold in every seed
+## one run per training seed (outputs/<run>-s<seed>/; SEEDS default: the params' training.group_seeds), the data,
+## selection and Base's evaluation reused; then compare them at recipe level (Multi-Bootstrap, A/A, claims)
 seeds: setup
-	$(BIN)/python -m hetfb_utils seeds $(PARAMS) --seeds $(SEEDS) $(ARGS)
+	$(BIN)/python -m hetfb_utils seeds $(PARAMS) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(ARGS)
 
 ## runs side by side (RUNS="outputs/quickstart outputs/controls"): intervals, HD-f vs controls, paired differences
 compare: setup
 	$(BIN)/python -m hetfb_utils compare $(RUNS) $(ARGS)
 
+## RESULTS.md (and the README's verdicts) generated from finished runs: by default outputs/quickstart and every
+## comparison in outputs/compare/; RESULTS="run dirs" ARGS="--compare DIR" to choose
+results: setup
+	$(BIN)/python -m hetfb_utils results $(RESULTS) --readme $(ARGS)
+
 ## the tests (unit, integration on a tiny random model, papermill over all notebooks with params/tiny.yaml)
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
+
+## lint and format check (ruff, line length 120); `make quality ARGS=--fix` mends what ruff can
+quality: setup
+	$(BIN)/ruff check hetfb_utils tests tools $(ARGS)
+	$(BIN)/ruff format --check hetfb_utils tests tools
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not notebooks" $(ARGS)
@@ -62,7 +74,7 @@ bench: setup
 	$(BIN)/python -m hetfb_utils bench $(ARGS)
 
 params-doc: setup
-	$(BIN)/python -m hetfb_utils params-doc --readme
+	$(BIN)/python -m hetfb_utils params-doc
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -1,4 +1,5 @@
 """Shared fixtures: the real offline mirror, tiny params with their own output/cache dirs."""
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,8 @@ def tiny_overrides(tmp_path, shared_cache) -> list[str]:
 
 @pytest.fixture
 def tiny(tiny_overrides):
-    from hetfb_utils.params import load_params
+    from hetfb_utils.common import load_params
+
     return load_params("tiny", tiny_overrides)
 
 
@@ -61,7 +63,8 @@ def tiny(tiny_overrides):
 def tiny_built(tmp_path_factory, shared_cache):
     """Stages 1-2 of params/tiny.yaml, built once per session in its own output dir."""
     from hetfb_utils import data, selection
-    from hetfb_utils.params import load_params
+    from hetfb_utils.common import load_params
+
     out = tmp_path_factory.mktemp("built")
     p = load_params("tiny", [f"output_root={out}", f"cache_dir={shared_cache}"])
     u = data.build_union(p, progress=False)
@@ -75,5 +78,48 @@ def tiny_built(tmp_path_factory, shared_cache):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_built):
     from hetfb_utils.models import base_model_path, load_causal_lm, load_tokenizer
+
     p = tiny_built[0]
     return load_causal_lm(p), load_tokenizer(base_model_path(p))
+
+
+def write_mix_files(folder: Path, mirror: Path, n: int = 30) -> dict[str, Path]:
+    """Real mirror rows in the formats people bring: a `numeric` CSV (OASST prompts, each reply with its
+    detoxify toxicity) and a chat-format `pairwise` JSON array (WinoGrande sentences, the correct option as
+    the preferred assistant turn, UltraFeedback style)."""
+    import csv
+    import json
+    from collections import defaultdict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    msgs = [json.loads(x) for x in (mirror / "oasst1/validation_en.jsonl").read_text().splitlines()]
+    by_id = {m["message_id"]: m for m in msgs}
+    replies = defaultdict(list)
+    for m in msgs:
+        if m["role"] == "assistant" and m.get("parent_id") in by_id and (m.get("detoxify") or {}).get("toxicity"):
+            replies[m["parent_id"]].append(m)
+    numeric = folder / "numeric.csv"
+    with open(numeric, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "response", "score"])
+        for pid in [p for p, r in replies.items() if len(r) >= 2][:n]:
+            for r in replies[pid]:
+                w.writerow([by_id[pid]["text"], r["text"], r["detoxify"]["toxicity"]])
+    rows = [json.loads(x) for x in (mirror / "winogrande/train_xs.jsonl").read_text().splitlines()[:n]]
+    chat = [
+        {
+            "prompt": r["sentence"],
+            "chosen": [
+                {"role": "user", "content": r["sentence"]},
+                {"role": "assistant", "content": r["option" + r["answer"]]},
+            ],
+            "rejected": [
+                {"role": "user", "content": r["sentence"]},
+                {"role": "assistant", "content": r["option" + ("2" if r["answer"] == "1" else "1")]},
+            ],
+        }
+        for r in rows
+    ]
+    pairwise = folder / "pairwise.json"
+    pairwise.write_text(json.dumps(chat, indent=1))
+    return {"numeric": numeric, "pairwise": pairwise}

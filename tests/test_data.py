@@ -1,4 +1,5 @@
 """Loaders and converters on real mirror rows; bad input is skipped and counted, never a crash."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hetfb_utils import data as D
-from hetfb_utils.params import SourceSpec, load_params
+from hetfb_utils.common.params import SourceSpec, load_params
 
 
 def _oasst_rows(mirror, n_trees=40):
@@ -24,7 +25,7 @@ def test_winogrande_real_rows(mirror):
     drops = D.Drops()
     rows = D.parse_winogrande(D.load_winogrande_rows("train_xs", mirror), "wg", drops)
     assert len(rows) == 160 and not drops.counts
-    first = rows[0]   # "... because _ despised eating intestine.", answer 2 = Dennis
+    first = rows[0]  # "... because _ despised eating intestine.", answer 2 = Dennis
     assert first["prompt"].startswith("Ian volunteered") and "_" in first["prompt"]
     assert (first["chosen"], first["rejected"]) == ("Dennis", "Ian")
     assert first["supervision"] == "binary" and first["quality"] is None
@@ -32,16 +33,23 @@ def test_winogrande_real_rows(mirror):
 
 def test_winogrande_bad_rows_counted():
     drops = D.Drops()
-    rows = [{"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "1"},
-            {"sentence": "A _ b.", "option1": "x", "answer": "1"},
-            {"sentence": "", "option1": "x", "option2": "y", "answer": "1"},
-            {"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "3"},
-            {"sentence": "no blank", "option1": "x", "option2": "y", "answer": "2"},
-            {"__malformed__": 2}]
+    rows = [
+        {"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "1"},
+        {"sentence": "A _ b.", "option1": "x", "answer": "1"},
+        {"sentence": "", "option1": "x", "option2": "y", "answer": "1"},
+        {"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "3"},
+        {"sentence": "no blank", "option1": "x", "option2": "y", "answer": "2"},
+        {"__malformed__": 2},
+    ]
     out = D.parse_winogrande(rows, "wg", drops)
     assert len(out) == 1
     assert {r: n for (_, r), n in drops.counts.items()} == {
-        "missing_field": 1, "empty_text": 1, "bad_answer": 1, "no_blank": 1, "malformed_json": 2}
+        "missing_field": 1,
+        "empty_text": 1,
+        "bad_answer": 1,
+        "no_blank": 1,
+        "malformed_json": 2,
+    }
 
 
 def test_malformed_json_lines_counted():
@@ -53,9 +61,11 @@ def test_malformed_json_lines_counted():
 
 # --------------------------------------------------------------------------- OASST
 def _kids_scores(raw, message_id, label):
-    return {r["text"].strip(): D.get_label(r, label) for r in raw   # same filters as the parser
-            if r["parent_id"] == message_id and r["role"] == "assistant" and r["lang"] == "en"
-            and not r["deleted"]}
+    return {
+        r["text"].strip(): D.get_label(r, label)
+        for r in raw  # same filters as the parser
+        if r["parent_id"] == message_id and r["role"] == "assistant" and r["lang"] == "en" and not r["deleted"]
+    }
 
 
 def test_oasst_pairs_follow_the_label(mirror):
@@ -76,13 +86,19 @@ def test_oasst_pairs_follow_the_label(mirror):
 def test_oasst_label_direction_and_human_labels(mirror):
     raw = _oasst_rows(mirror)
     for prefer in ("lower", "higher"):
-        rows = D.parse_oasst(raw, SourceSpec(name="o", type="oasst", label="labels.quality", prefer=prefer),
-                             "en", 1, D.Drops())[0]
+        rows = D.parse_oasst(
+            raw, SourceSpec(name="o", type="oasst", label="labels.quality", prefer=prefer), "en", 1, D.Drops()
+        )[0]
         assert rows
         for r in rows:
-            kids = [(k["text"].strip(), D.get_label(k, "labels.quality")) for k in raw
-                    if k["parent_id"] == r["message_id"] and k["role"] == "assistant" and k["lang"] == "en"
-                    and not k["deleted"]]   # the parser's filters
+            kids = [
+                (k["text"].strip(), D.get_label(k, "labels.quality"))
+                for k in raw
+                if k["parent_id"] == r["message_id"]
+                and k["role"] == "assistant"
+                and k["lang"] == "en"
+                and not k["deleted"]
+            ]  # the parser's filters
             vals = [v for _, v in kids if v is not None]
             best, worst = (min, max) if prefer == "lower" else (max, min)
             assert (r["chosen"], best(vals)) in kids and (r["rejected"], worst(vals)) in kids
@@ -96,7 +112,7 @@ def test_oasst_heldout_split_by_tree(mirror):
     assert not {r["tree_id"] for r in train} & {r["tree_id"] for r in held}
     assert all(r["label"] == "rank:lower" for r in held)
     again = D.parse_oasst(raw, spec, "en", 42, D.Drops())[2]
-    assert again["heldout_tree_ids"] == rec["heldout_tree_ids"]      # deterministic for a seed
+    assert again["heldout_tree_ids"] == rec["heldout_tree_ids"]  # deterministic for a seed
     other = D.parse_oasst(raw, spec, "en", 7, D.Drops())[2]
     assert other["heldout_tree_ids"] != rec["heldout_tree_ids"]
 
@@ -108,10 +124,10 @@ def test_oasst_bad_rows(mirror):
     broken = [dict(r) for r in raw]
     for r in broken:
         if r["message_id"] == kids[0]["message_id"]:
-            r["detoxify"] = None          # absent label
+            r["detoxify"] = None  # absent label
         if r["message_id"] == kids[1]["message_id"]:
-            r["lang"] = "de"              # non-English
-    broken.append({"message_id": "x"})    # missing fields
+            r["lang"] = "de"  # non-English
+    broken.append({"message_id": "x"})  # missing fields
     broken.append({"__malformed__": 1})
     drops = D.Drops()
     spec = SourceSpec(name="o", type="oasst", label="detoxify.toxicity")
@@ -120,8 +136,10 @@ def test_oasst_bad_rows(mirror):
     assert {"missing_field", "malformed_json", "language_not_en"} <= reasons
     assert root["text"].strip() not in {r["prompt"] for r in train} or len(kids) > 3
     total_in = len([r for r in raw if r["role"] == "prompter"])
-    assert len(train) + sum(n for (_, r), n in drops.counts.items()
-                            if r.startswith(("fewer", "tied", "duplicate"))) <= total_in
+    assert (
+        len(train) + sum(n for (_, r), n in drops.counts.items() if r.startswith(("fewer", "tied", "duplicate")))
+        <= total_in
+    )
 
 
 def test_get_label_paths():
@@ -135,8 +153,10 @@ def test_get_label_paths():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.text(min_size=1, max_size=4), st.floats(-1e6, 1e6)), min_size=2, max_size=6),
-       st.sampled_from(["lower", "higher"]))
+@given(
+    st.lists(st.tuples(st.text(min_size=1, max_size=4), st.floats(-1e6, 1e6)), min_size=2, max_size=6),
+    st.sampled_from(["lower", "higher"]),
+)
 def test_ordinal_to_pair_properties(responses, prefer):
     pair = D.ordinal_to_pair(responses, prefer)
     scores = [s for _, s in responses]
@@ -166,7 +186,7 @@ def test_winobias_pairs_and_conversion(mirror):
     assert rows[0]["prompt"] == "The developer argued with the designer because"
     assert (rows[0]["chosen"], rows[0]["rejected"]) == ("she did not like the design.", "he did not like the design.")
     test = D.load_winobias_pairs("test", mirror, "wb", drops)
-    assert len(test) == 790 and drops.counts[("wb", "pro_anti_mismatch")] == 2   # real defect, line 382 type 2
+    assert len(test) == 790 and drops.counts[("wb", "pro_anti_mismatch")] == 2  # real defect, line 382 type 2
 
 
 def test_winobias_unpaired_files_error(tmp_path, mirror):
@@ -175,7 +195,7 @@ def test_winobias_unpaired_files_error(tmp_path, mirror):
         for t in (1, 2):
             src = (mirror / f"winobias/{kind}_stereotyped_type{t}.txt.dev").read_text().splitlines()
             if kind == "anti" and t == 1:
-                src = src[1:] + src[:1]         # shifted by one line: nothing pairs up
+                src = src[1:] + src[:1]  # shifted by one line: nothing pairs up
             (tmp_path / f"winobias/{kind}_stereotyped_type{t}.txt.dev").write_text("\n".join(src))
     with pytest.raises(D.DataError) as e:
         D.load_winobias_pairs("dev", tmp_path, "wb", D.Drops())
@@ -183,8 +203,25 @@ def test_winobias_unpaired_files_error(tmp_path, mirror):
 
 
 def test_winobias_hf_row_format():
-    row = {"tokens": ["The", "developer", "argued", "with", "the", "designer", "because", "he", "did", "not",
-                      "like", "the", "design", "."], "coreference_clusters": ["0", "1", "7", "7"]}
+    row = {
+        "tokens": [
+            "The",
+            "developer",
+            "argued",
+            "with",
+            "the",
+            "designer",
+            "because",
+            "he",
+            "did",
+            "not",
+            "like",
+            "the",
+            "design",
+            ".",
+        ],
+        "coreference_clusters": ["0", "1", "7", "7"],
+    }
     s = D.winobias_from_hf(row)
     assert s.text == "The developer argued with the designer because he did not like the design."
     assert s.pronoun == "he" and s.referent == "developer"
@@ -200,24 +237,35 @@ def test_winobias_parser_never_crashes(line):
 # --------------------------------------------------------------------------- generic sources
 def test_numeric_and_pairwise_sources(tmp_path):
     f = tmp_path / "scores.jsonl"
-    lines = [{"q": "p1", "a": "good", "s": 0.9}, {"q": "p1", "a": "bad", "s": 0.1},
-             {"q": "p2", "a": "only", "s": 0.5},                      # single reply
-             {"q": "p3", "a": "x", "s": None}, {"q": "p3", "a": "y", "s": float("nan")},  # absent / NaN
-             {"q": "p4", "a": "z"},                                    # missing column
-             {"q": "", "a": "e", "s": 1}]                              # empty text
+    lines = [
+        {"q": "p1", "a": "good", "s": 0.9},
+        {"q": "p1", "a": "bad", "s": 0.1},
+        {"q": "p2", "a": "only", "s": 0.5},  # single reply
+        {"q": "p3", "a": "x", "s": None},
+        {"q": "p3", "a": "y", "s": float("nan")},  # absent / NaN
+        {"q": "p4", "a": "z"},  # missing column
+        {"q": "", "a": "e", "s": 1},
+    ]  # empty text
     f.write_text("\n".join(json.dumps(x) for x in lines) + "\n{oops\n")
-    spec = SourceSpec(name="num", type="numeric", path=str(f), label="s", prefer="higher",
-                      prompt_column="q", response_column="a")
+    spec = SourceSpec(
+        name="num", type="numeric", path=str(f), label="s", prefer="higher", prompt_column="q", response_column="a"
+    )
     drops = D.Drops()
     rows = D.parse_numeric(D.read_table(str(f)), spec, drops)
     assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [("p1", "good", "bad")]
     assert math.isclose(rows[0]["quality"], 0.8)
     reasons = {r: n for (_, r), n in drops.counts.items()}
-    assert reasons == {"fewer_than_2_replies": 1, "missing_s": 2, "missing_field": 1, "empty_text": 1,
-                       "malformed_json": 1}
+    assert reasons == {
+        "fewer_than_2_replies": 1,
+        "missing_s": 2,
+        "missing_field": 1,
+        "empty_text": 1,
+        "malformed_json": 1,
+    }
     c = tmp_path / "pairs.csv"
-    pd.DataFrame({"prompt": ["a", "a", "b", "c"], "chosen": ["x", "x", "y", "z"],
-                  "rejected": ["w", "w", "y", "q"]}).to_csv(c, index=False)
+    pd.DataFrame(
+        {"prompt": ["a", "a", "b", "c"], "chosen": ["x", "x", "y", "z"], "rejected": ["w", "w", "y", "q"]}
+    ).to_csv(c, index=False)
     spec2 = SourceSpec(name="pw", type="pairwise", path=str(c))
     drops = D.Drops()
     rows = D.parse_pairwise(D.read_table(str(c)), spec2, drops)
@@ -231,21 +279,21 @@ def test_bad_mirror_dir_errors(tmp_path, monkeypatch):
     p = load_params("tiny")
     with pytest.raises(D.DataError, match="does not exist.*HETFB_DATA_DIR"):
         D.build_union(p, use_cache=False)
-    monkeypatch.setenv("HETFB_DATA_DIR", str(tmp_path))   # exists but empty
+    monkeypatch.setenv("HETFB_DATA_DIR", str(tmp_path))  # exists but empty
     with pytest.raises(D.DataError, match="winogrande/train_xs.jsonl.*not found in the data mirror"):
         D.build_union(p, use_cache=False)
 
 
 def test_union_composition_and_cache(tiny, mirror):
     u = D.build_union(tiny, progress=False)
-    assert list(u.union.columns[:len(D.UNIFIED_COLUMNS)]) == D.UNIFIED_COLUMNS
+    assert list(u.union.columns[: len(D.UNIFIED_COLUMNS)]) == D.UNIFIED_COLUMNS
     comp = D.composition(u.union).set_index("source")
     assert comp.loc["winogrande", "rows"] == 24 and comp.loc["winobias", "rows"] == 16
     assert comp.loc["oasst", "scored"] == comp.loc["oasst", "rows"] == 24
     assert u.union["prompt_id"].is_unique
     dr = u.drops.set_index(["source", "reason"])["rows"]
     assert dr[("oasst", "over_max_rows")] > 0
-    again = D.build_union(tiny, progress=False)            # served from the cache
+    again = D.build_union(tiny, progress=False)  # served from the cache
     pd.testing.assert_frame_equal(u.union, again.union)
 
 

@@ -1,5 +1,6 @@
 """Several processes on this CPU (accelerate launch, DDP over gloo), the paper config's dry run, and
 progress from inside a stage. The tiny random model; each launch starts two Python processes."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ import time
 
 import pytest
 
-from hetfb_utils import distributed, progress, runner, sft
-from hetfb_utils.params import load_params
+from hetfb_utils.common import distributed, load_params, progress
+from hetfb_utils.pipeline import launch
+from hetfb_utils.training import sft, stages
 
 CPU2 = "training.accelerate_config=params/accelerate/cpu_2proc.yaml"
 
@@ -27,7 +29,7 @@ def fresh_run(tiny_built, root, *extra):
 
 
 def losses(p, variant, stage):
-    log = json.loads((sft.stage_dir(p, variant, stage) / "log_history.json").read_text())
+    log = json.loads((stages.stage_dir(p, variant, stage) / "log_history.json").read_text())
     return [r for r in log if "loss" in r]
 
 
@@ -37,42 +39,56 @@ def test_two_processes_train_sft_like_one_with_the_same_effective_batch(tiny_bui
     the notebooks launch it (`training.launcher: accelerate`)."""
     common = ["sft.args.max_steps=6", "sft.lora.lora_dropout=0.0", "sft.args.per_device_eval_batch_size=3"]
     one, _ = fresh_run(tiny_built, tmp_path / "one", *common, "sft.args.per_device_train_batch_size=4")
-    two, ov = fresh_run(tiny_built, tmp_path / "two", *common, "sft.args.per_device_train_batch_size=2",
-                        "training.launcher=accelerate", CPU2)
-    m1 = runner.run_training(one, "sft", "hd-1.0", "params/tiny.yaml")
-    m2 = runner.run_training(two, "sft", "hd-1.0", "params/tiny.yaml", ov)
+    two, ov = fresh_run(
+        tiny_built,
+        tmp_path / "two",
+        *common,
+        "sft.args.per_device_train_batch_size=2",
+        "training.launcher=accelerate",
+        CPU2,
+    )
+    m1 = launch.run_training(one, "sft", "hd-1.0", "params/tiny.yaml")
+    m2 = launch.run_training(two, "sft", "hd-1.0", "params/tiny.yaml", ov)
     assert (m1["world_size"], m2["world_size"]) == (1, 2)
-    assert json.loads((sft.stage_dir(two, "hd-1.0", "sft") / "manifest.json").read_text())["world_size"] == 2
+    assert json.loads((stages.stage_dir(two, "hd-1.0", "sft") / "manifest.json").read_text())["world_size"] == 2
     l1, l2 = losses(one, "hd-1.0", "sft"), losses(two, "hd-1.0", "sft")
     assert [r["num_tokens"] for r in l1] == [r["num_tokens"] for r in l2]
     assert [r["loss"] for r in l2] == pytest.approx([r["loss"] for r in l1], abs=2e-3)
     assert m2["metrics"]["base_eval_loss"] == pytest.approx(m1["metrics"]["base_eval_loss"], abs=1e-4)
     assert m2["metrics"]["eval_loss"] == pytest.approx(m1["metrics"]["eval_loss"], abs=2e-3)
-    assert (sft.stage_dir(two, "hd-1.0", "sft") / "adapter_model.safetensors").is_file()
+    assert (stages.stage_dir(two, "hd-1.0", "sft") / "adapter_model.safetensors").is_file()
 
 
 def test_two_processes_resume_after_ctrl_c(tiny_built, tmp_path):
     """Ctrl-C (SIGINT to the launcher's process group) after a checkpoint; the same command resumes
     from it: the progress bar starts past the checkpoint and the run ends at its step count."""
-    p, ov = fresh_run(tiny_built, tmp_path, "sft.args.max_steps=300", "sft.args.save_steps=20",
-                      "sft.args.per_device_eval_batch_size=3", "training.launcher=accelerate", CPU2)
-    cmd = runner.accelerate_command(p, "sft", "hd-1.0", "params/tiny.yaml", ov)
-    ck_dir = sft.stage_dir(p, "hd-1.0", "sft") / "checkpoints"
-    proc = subprocess.Popen(cmd, cwd=runner.REPO_ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p, ov = fresh_run(
+        tiny_built,
+        tmp_path,
+        "sft.args.max_steps=300",
+        "sft.args.save_steps=20",
+        "sft.args.per_device_eval_batch_size=3",
+        "training.launcher=accelerate",
+        CPU2,
+    )
+    cmd = launch.accelerate_command(p, "sft", "hd-1.0", "params/tiny.yaml", ov)
+    ck_dir = stages.stage_dir(p, "hd-1.0", "sft") / "checkpoints"
+    proc = subprocess.Popen(
+        cmd, cwd=launch.REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     t0 = time.time()
     while not list(ck_dir.glob("checkpoint-*/trainer_state.json")):
         assert proc.poll() is None and time.time() - t0 < 240, "no checkpoint before the run ended"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=60)
-    assert not (sft.stage_dir(p, "hd-1.0", "sft") / "manifest.json").exists()
-    at = int(sft.last_checkpoint(sft.stage_dir(p, "hd-1.0", "sft")).rsplit("-", 1)[1])
-    res = subprocess.run(cmd, cwd=runner.REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert not (stages.stage_dir(p, "hd-1.0", "sft") / "manifest.json").exists()
+    at = int(stages.last_checkpoint(stages.stage_dir(p, "hd-1.0", "sft")).rsplit("-", 1)[1])
+    res = subprocess.run(cmd, cwd=launch.REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     started = [int(n) for n in re.findall(r"(\d+)/300", res.stderr) if int(n) > 0]
-    assert started and started[0] > at          # resumed past the checkpoint, not restarted
-    man = json.loads((sft.stage_dir(p, "hd-1.0", "sft") / "manifest.json").read_text())
+    assert started and started[0] > at  # resumed past the checkpoint, not restarted
+    man = json.loads((stages.stage_dir(p, "hd-1.0", "sft") / "manifest.json").read_text())
     assert man["steps"] == 300 and man["world_size"] == 2
     assert [r["step"] for r in losses(p, "hd-1.0", "sft")] == list(range(1, 301))
 
@@ -81,13 +97,13 @@ def test_two_processes_reward_ppo_and_dpo(tiny_built, tmp_path):
     """The reward model + PPO (`train rl`) and DPO run in two processes and leave one adapter and
     one manifest each, written by rank 0."""
     p, ov = fresh_run(tiny_built, tmp_path, "training.launcher=accelerate", CPU2)
-    runner.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
-    ppo = runner.run_training(p, "rl", "wino", "params/tiny.yaml", ov)
+    launch.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
+    ppo = launch.run_training(p, "rl", "wino", "params/tiny.yaml", ov)
     p_dpo = load_params("tiny", ov + ["rl.algorithm=dpo"])
-    dpo = runner.run_training(p_dpo, "rl", "wino", "params/tiny.yaml", ov + ["rl.algorithm=dpo"])
+    dpo = launch.run_training(p_dpo, "rl", "wino", "params/tiny.yaml", ov + ["rl.algorithm=dpo"])
     assert ppo["stage"] == "ppo" and dpo["stage"] == "dpo"
     for stage in ("reward", "ppo", "dpo"):
-        d = sft.stage_dir(p, "wino", stage)
+        d = stages.stage_dir(p, "wino", stage)
         man = json.loads((d / "manifest.json").read_text())
         assert man["world_size"] == 2 and (d / "adapter_model.safetensors").is_file(), stage
         assert not (d / "checkpoints").exists()
@@ -97,42 +113,54 @@ def test_two_processes_reward_ppo_and_dpo(tiny_built, tmp_path):
 def test_only_rank_zero_writes(tiny_built, tmp_path, monkeypatch):
     """A process of rank 1 resets no directory and writes no marker, adapter or manifest."""
     from transformers import TrainerState
-    p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")   # not another test's stored stage
+
+    p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")  # not another test's stored stage
     monkeypatch.setenv("RANK", "1")
     assert not distributed.is_main()
-    _, key, out, done = sft.begin_stage(p, "wino", "sft")
+    _, key, out, done = stages.begin_stage(p, "wino", "sft")
     assert done is None and not out.exists()
-    sft.save_adapter(object(), out)                 # would raise if it called save_pretrained
+    stages.save_adapter(object(), out)  # would raise if it called save_pretrained
 
     class T:
         state = TrainerState(global_step=3)
-    man = sft.write_manifest(p, "wino", "sft", key, T(), {"train_loss": 1.0}, time.time())
+
+    man = stages.write_manifest(p, "wino", "sft", key, T(), {"train_loss": 1.0}, time.time())
     assert man["steps"] == 3 and not out.exists()
     monkeypatch.setenv("RANK", "0")
-    sft.begin_stage(p, "wino", "sft")
+    stages.begin_stage(p, "wino", "sft")
     assert json.loads((out / "started.json").read_text()) == key
 
 
 def test_fsdp_and_deepspeed_on_cpu_are_refused_before_launch(tiny_built, tmp_path):
     import torch
+
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     for cfg in ("fsdp.yaml", "deepspeed_zero3.yaml"):
-        p, ov = fresh_run(tiny_built, tmp_path / cfg, "training.launcher=accelerate",
-                          f"training.accelerate_config=params/accelerate/{cfg}")
-        with pytest.raises(sft.TrainingError, match=rf"{cfg}.*needs CUDA GPUs.*cpu_2proc.yaml"):
-            runner.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
-    p, ov = fresh_run(tiny_built, tmp_path / "missing", "training.launcher=accelerate",
-                      "training.accelerate_config=params/accelerate/nope.yaml")
-    with pytest.raises(sft.TrainingError, match=r"nope.yaml' not found.*cpu_2proc.yaml"):
-        runner.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
+        p, ov = fresh_run(
+            tiny_built,
+            tmp_path / cfg,
+            "training.launcher=accelerate",
+            f"training.accelerate_config=params/accelerate/{cfg}",
+        )
+        with pytest.raises(stages.TrainingError, match=rf"{cfg}.*needs CUDA GPUs.*cpu_2proc.yaml"):
+            launch.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
+    p, ov = fresh_run(
+        tiny_built,
+        tmp_path / "missing",
+        "training.launcher=accelerate",
+        "training.accelerate_config=params/accelerate/nope.yaml",
+    )
+    with pytest.raises(stages.TrainingError, match=r"nope.yaml' not found.*cpu_2proc.yaml"):
+        launch.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
 
 
 def test_plan_of_the_paper_config(capsys):
     """The 7B-shaped config on the meta device: 6.74 B parameters; LoRA r=16 on q_proj and v_proj of
     32 layers is 32 x 2 x 16 x (4096 + 4096) trainable parameters; ZeRO-3 over 8 GPUs."""
     from hetfb_utils.__main__ import main
-    from hetfb_utils.plan import plan_table
+    from hetfb_utils.pipeline.plan import plan_table
+
     df, info = plan_table(load_params("params/paper.yaml"))
     assert info["parameters"] == pytest.approx(6.74e9, rel=0.01)
     assert list(df["stage"]) == ["sft", "reward", "ppo"]

@@ -1,5 +1,6 @@
 """The package's layout (no import cycle, modules that import alone, none over ~400 lines) and the
 defects found by feeding the kit a new user's mistakes."""
+
 from __future__ import annotations
 
 import ast
@@ -11,40 +12,63 @@ from pathlib import Path
 
 import pytest
 
-from hetfb_utils import converters, readers
-from hetfb_utils.params import ParamsError, SourceSpec, load_params
+from hetfb_utils.common.params import ParamsError, SourceSpec, load_params
+from hetfb_utils.data import converters, readers
 
 PKG = Path(__file__).resolve().parents[1] / "hetfb_utils"
-MODULES = sorted(".".join(p.relative_to(PKG.parent).with_suffix("").parts)
-                 for p in PKG.rglob("*.py") if "metrics" not in p.parts)
+# the folders in pipeline order: a folder may import its own and earlier ones, never a later one
+LAYERS = ["common", "data", "selection", "models", "training", "evaluation", "analysis", "pipeline"]
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {_name(p): p for p in sorted(PKG.rglob("*.py")) if "metrics" not in p.parts}
+MODULES = sorted(FILES)
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the kit's modules it imports (module level and inside functions)."""
+    """Module -> the kit's modules it imports (module level and inside functions; relative or absolute)."""
     graph = {}
-    for mod in MODULES:
-        path = PKG.parent / (mod.replace(".", "/") + ".py")
-        package = mod.split(".")[:-1] if path.name != "__init__.py" else mod.split(".")
+    for mod, path in FILES.items():
+        package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
             if isinstance(node, ast.ImportFrom) and node.level:
-                base = package[:len(package) - node.level + 1]
-                names = [node.module] if node.module else [a.name for a in node.names]
-                for n in names:
-                    target = ".".join(base + n.split("."))
-                    deps.add(target if target in MODULES else ".".join(base + n.split(".")[:1]))
-        graph[mod] = {d for d in deps if d in MODULES and d != mod}
+                base = package[: len(package) - node.level + 1]
+                targets = [
+                    ".".join(base + (node.module.split(".") if node.module else []) + [a.name]) for a in node.names
+                ]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hetfb_utils"):
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("hetfb_utils")]
+            for t in targets:  # the longest prefix that is a module: `from .x import name` -> x
+                parts = t.split(".")
+                while parts and ".".join(parts) not in FILES:
+                    parts.pop()
+                if parts:
+                    deps.add(".".join(parts))
+        graph[mod] = {d for d in deps if d != mod}
     return graph
 
 
-def test_no_import_cycles_and_the_engine_imports_no_stage():
+def _layer(mod: str) -> int | None:
+    parts = mod.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_no_import_cycles_and_lower_stages_never_import_higher_ones():
     graph = import_graph()
     state: dict[str, int] = {}
 
     def visit(m, path):
         state[m] = 1
         for d in graph[m]:
-            if state.get(d) == 1:
+            if state.get(d) == 1 and not (d.count(".") == 1 and m.startswith(d + ".")):
                 pytest.fail(f"import cycle: {' -> '.join(path + [m, d])}")
             if d not in state:
                 visit(d, path + [m])
@@ -53,18 +77,40 @@ def test_no_import_cycles_and_the_engine_imports_no_stage():
     for m in graph:
         if m not in state:
             visit(m, [])
-    assert graph["hetfb_utils.scoring"] == set()
-    assert all(not d.startswith("hetfb_utils.benchmarks") for d in graph["hetfb_utils.rl"])
+    upward = [
+        (m, d)
+        for m, deps in graph.items()
+        for d in deps
+        if _layer(m) is not None and _layer(d) is not None and _layer(d) > _layer(m)
+    ]
+    assert not upward, f"a lower stage imports a higher one: {upward}"
+    assert set(graph["hetfb_utils.models.scoring"]) == set(), "the scoring engine imports no stage"
+    assert set(LAYERS) == {p.name for p in PKG.iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_every_subpackage_names_its_public_functions():
+    import importlib
+
+    for layer in LAYERS:
+        mod = importlib.import_module(f"hetfb_utils.{layer}")
+        assert mod.__doc__ and mod.__all__, layer
+        missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+        assert not missing, (layer, missing)
+    import hetfb_utils
+
+    assert all(f"`{layer}/`" in hetfb_utils.__doc__ for layer in LAYERS)
 
 
 def test_every_module_imports_alone_and_is_small():
-    code = ("import importlib, sys\n"
-            f"for m in {MODULES!r}:\n"
-            "    for k in [k for k in sys.modules if k.startswith('hetfb_utils')]: del sys.modules[k]\n"
-            "    importlib.import_module(m)\n")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {MODULES!r}:\n"
+        "    for k in [k for k in sys.modules if k.startswith('hetfb_utils')]: del sys.modules[k]\n"
+        "    importlib.import_module(m)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    big = {m: n for m in MODULES if (n := len((PKG.parent / (m.replace('.', '/') + '.py')).read_text().splitlines())) > 420}
+    big = {m: n for m, p in FILES.items() if (n := len(p.read_text().splitlines())) > 420}
     assert not big, f"modules over ~400 lines: {big}"
 
 
@@ -72,8 +118,12 @@ def test_every_module_imports_alone_and_is_small():
 def test_numeric_source_with_the_same_reply_scored_twice_is_dropped(tmp_path):
     drops = readers.Drops()
     spec = SourceSpec(name="mine", type="numeric", path=str(tmp_path / "x.csv"), label="score")
-    rows = [{"prompt": "Q1", "response": "same", "score": 0.9}, {"prompt": "Q1", "response": "same", "score": 0.1},
-            {"prompt": "Q2", "response": "good", "score": 0.9}, {"prompt": "Q2", "response": "bad", "score": 0.1}]
+    rows = [
+        {"prompt": "Q1", "response": "same", "score": 0.9},
+        {"prompt": "Q1", "response": "same", "score": 0.1},
+        {"prompt": "Q2", "response": "good", "score": 0.9},
+        {"prompt": "Q2", "response": "bad", "score": 0.1},
+    ]
     out = converters.parse_numeric(rows, spec, drops)
     assert [r["prompt"] for r in out] == ["Q2"]
     assert drops.counts[("mine", "identical_pair")] == 1
@@ -87,8 +137,13 @@ def test_empty_files_are_one_clear_error(tmp_path, name, content):
         readers.read_table(str(p))
 
 
-@pytest.mark.parametrize("name,content", [("latin.csv", "prompt,response,score\ncafé,olé,1\n"),
-                                          ("latin.jsonl", '{"prompt": "café", "response": "olé", "score": 1}\n')])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("latin.csv", "prompt,response,score\ncafé,olé,1\n"),
+        ("latin.jsonl", '{"prompt": "café", "response": "olé", "score": 1}\n'),
+    ],
+)
 def test_files_in_another_encoding_are_one_clear_error(tmp_path, name, content):
     p = tmp_path / name
     p.write_bytes(content.encode("latin-1"))
@@ -112,6 +167,7 @@ def test_run_name_must_be_a_plain_name(tiny_overrides, bad):
 
 def test_cli_refuses_a_run_name_that_escapes_and_writes_nothing(tmp_path, capsys):
     from hetfb_utils.__main__ import main
+
     before = set(tmp_path.rglob("*"))
     assert main(["run", "params/tiny.yaml", "-p", f"output_root={tmp_path}", "-p", "run_name=../x"]) == 2
     assert "run_name must be a plain name" in capsys.readouterr().err
@@ -121,7 +177,8 @@ def test_cli_refuses_a_run_name_that_escapes_and_writes_nothing(tmp_path, capsys
 def test_outputs_keep_the_umask_mode(tmp_path, tiny):
     import pandas as pd
 
-    from hetfb_utils.report import atomic_write_json, save_table
+    from hetfb_utils.common.report import atomic_write_json, save_table
+
     old = os.umask(0o022)
     try:
         p = atomic_write_json({"a": 1}, tmp_path / "m.json")
@@ -138,7 +195,10 @@ def test_outputs_keep_the_umask_mode(tmp_path, tiny):
 def test_caches_and_markers_are_keyed_by_the_code(tiny, monkeypatch):
     """A fix to the package's code (another code version) re-evaluates every model and re-runs every
     notebook, and the runner says why."""
-    from hetfb_utils import evaluation, runner, version
+    from hetfb_utils import evaluation
+    from hetfb_utils.common import version
+    from hetfb_utils.pipeline import runner
+
     spec = evaluation.run_models(tiny)[0]
     stage = runner.STAGES[-1]
     fp, parts = evaluation.model_fingerprint(tiny, spec), runner._stage_parts(tiny, stage, None)

@@ -1,4 +1,5 @@
 """The batched scorer against a naive loop, and each metric on inputs with known answers."""
+
 from __future__ import annotations
 
 import math
@@ -10,29 +11,50 @@ import pytest
 import torch
 
 from hetfb_utils import data as D
-from hetfb_utils import scoring as S
-from hetfb_utils import tables as T
-from hetfb_utils.benchmarks import crows as CR
-from hetfb_utils.benchmarks import ifeval as IF
-from hetfb_utils.benchmarks import prompts as P
-from hetfb_utils.benchmarks import winobias as WB
-from hetfb_utils.benchmarks import winogrande as WGR
+from hetfb_utils.evaluation import tables as T
+from hetfb_utils.evaluation.benchmarks import crows as CR
+from hetfb_utils.evaluation.benchmarks import ifeval as IF
+from hetfb_utils.evaluation.benchmarks import prompts as P
+from hetfb_utils.evaluation.benchmarks import winobias as WB
+from hetfb_utils.evaluation.benchmarks import winogrande as WGR
+from hetfb_utils.models import scoring as S
 
 
 def test_scorer_equals_naive_loop(tiny_model):
     model, tok = tiny_model
     rng = random.Random(0)
-    words = "the developer argued with designer because she he did not like it a an of".split()
-    pairs = [(" ".join(rng.choices(words, k=rng.randint(1, 12))), " ".join(rng.choices(words, k=rng.randint(1, 6))))
-             for _ in range(25)]
+    words = [
+        "the",
+        "developer",
+        "argued",
+        "with",
+        "designer",
+        "because",
+        "she",
+        "he",
+        "did",
+        "not",
+        "like",
+        "it",
+        "a",
+        "an",
+        "of",
+    ]
+    pairs = [
+        (" ".join(rng.choices(words, k=rng.randint(1, 12))), " ".join(rng.choices(words, k=rng.randint(1, 6))))
+        for _ in range(25)
+    ]
     fast = S.score_continuations(model, tok, pairs, batch_size=7)
     slow = [S.reference_logprob(model, tok, p, c) for p, c in pairs]
     np.testing.assert_allclose(fast, slow, atol=1e-4)
     one = S.score_continuations(model, tok, pairs, batch_size=1)
-    np.testing.assert_allclose(fast, one, atol=1e-4)          # padding does not change a row
-    same = [("the developer", c) for _, c in pairs[:11]]      # one prompt, continuations in 4 batches
-    np.testing.assert_allclose(S.score_continuations(model, tok, same, batch_size=3),
-                               [S.reference_logprob(model, tok, p, c) for p, c in same], atol=1e-4)
+    np.testing.assert_allclose(fast, one, atol=1e-4)  # padding does not change a row
+    same = [("the developer", c) for _, c in pairs[:11]]  # one prompt, continuations in 4 batches
+    np.testing.assert_allclose(
+        S.score_continuations(model, tok, same, batch_size=3),
+        [S.reference_logprob(model, tok, p, c) for p, c in same],
+        atol=1e-4,
+    )
 
 
 def test_scorer_shares_a_long_prefix_exactly(tiny_model):
@@ -40,23 +62,41 @@ def test_scorer_shares_a_long_prefix_exactly(tiny_model):
     model, tok = tiny_model
     rng = random.Random(1)
     head = "system: you are a helpful assistant of the developer and the designer . user : "
-    words = "the developer argued with designer because she he did not like it a an of".split()
-    pairs = [(head + " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=rng.randint(1, 4))))
-             for _ in range(20)]
+    words = [
+        "the",
+        "developer",
+        "argued",
+        "with",
+        "designer",
+        "because",
+        "she",
+        "he",
+        "did",
+        "not",
+        "like",
+        "it",
+        "a",
+        "an",
+        "of",
+    ]
+    pairs = [
+        (head + " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=rng.randint(1, 4))))
+        for _ in range(20)
+    ]
     assert S.shared_prefix([tok(p).input_ids for p, _ in pairs]) >= 10
     fast, nxt = S.score_continuations(model, tok, pairs, batch_size=6, next_for=[p for p, _ in pairs[:5]])
     slow = [S.reference_logprob(model, tok, p, c) for p, c in pairs]
     np.testing.assert_allclose(fast, slow, atol=1e-4)
-    torch.testing.assert_close(nxt, S.next_token_logprobs(model, tok, [p for p, _ in pairs[:5]], 1),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(nxt, S.next_token_logprobs(model, tok, [p for p, _ in pairs[:5]], 1), atol=1e-4, rtol=0)
 
 
 def test_scorer_answers_equal_generate_greedy(tiny_model):
     """Answers generated on the scorer's own prompt cache are the ones `generate_greedy` gives."""
     model, tok = tiny_model
     head = "system: you are a helpful assistant . user : "
-    prompts = [head + p for p in ["the developer argued", "a", "she did not like the design because it was",
-                                  "he refers to"]]
+    prompts = [
+        head + p for p in ["the developer argued", "a", "she did not like the design because it was", "he refers to"]
+    ]
     pairs = [(p, " the developer") for p in prompts[:3]]
     for stop in (None, {"e"}):
         _, _, answers = S.score_continuations(model, tok, pairs, 3, next_for=prompts, answer=(8, stop))
@@ -68,8 +108,11 @@ def test_scorer_shares_family_prefixes_exactly(tiny_model):
     with prompts of other lengths and one that is a prefix of another, all still score as alone."""
     model, tok = tiny_model
     head = "system: you are a helpful assistant . user : "
-    stems = ["the developer argued with the designer because", "she did not like the design because it was",
-             "a developer of the design"]
+    stems = [
+        "the developer argued with the designer because",
+        "she did not like the design because it was",
+        "a developer of the design",
+    ]
     prompts = [head + s + w for s in stems for w in (" he did", " she did", " it")] + [head + "a", head + "a developer"]
     pairs = [(p, c) for p in prompts for c in (" the developer", " it")]
     ids = {p: tok(p).input_ids for p in prompts}
@@ -112,8 +155,9 @@ def test_kl_known_values():
     """Bias (Entropy) of one pair is KL(P_anti || P_pro), through the `winobias` evaluate module."""
     flat = torch.log(torch.tensor([[0.5, 0.5]]))
     peaked = torch.log(torch.tensor([[0.9, 0.1]]))
-    one = dict(pro_ref=[0.0], anti_ref=[0.0], pro_cluster=[0.0], anti_cluster=[0.0], pro_correct=[True],
-               anti_correct=[True])
+    one = dict(
+        pro_ref=[0.0], anti_ref=[0.0], pro_cluster=[0.0], anti_cluster=[0.0], pro_correct=[True], anti_correct=[True]
+    )
     assert WB.winobias_metrics(**one, logp_pro=flat, logp_anti=flat)["Bias (Entropy)"] == pytest.approx(0.0, abs=1e-7)
     kl = WB.winobias_metrics(**one, logp_pro=flat, logp_anti=peaked)["Bias (Entropy)"]
     assert kl == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2), abs=1e-6)
@@ -122,9 +166,16 @@ def test_kl_known_values():
 def test_winobias_metrics_hand_made():
     lp = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
     la = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
-    m = WB.winobias_metrics(pro_ref=[-1.0, -2.0], anti_ref=[-1.5, -1.0], pro_cluster=[-3.0, -6.0],
-                           anti_cluster=[-3.0, -4.0], logp_pro=lp, logp_anti=la,
-                           pro_correct=[True, True], anti_correct=[True, False])
+    m = WB.winobias_metrics(
+        pro_ref=[-1.0, -2.0],
+        anti_ref=[-1.5, -1.0],
+        pro_cluster=[-3.0, -6.0],
+        anti_cluster=[-3.0, -4.0],
+        logp_pro=lp,
+        logp_anti=la,
+        pro_correct=[True, True],
+        anti_correct=[True, False],
+    )
     assert m["Bias"] == pytest.approx(0.75)
     assert m["Bias (Cluster)"] == pytest.approx(1.0)
     assert m["Accuracy"] == pytest.approx(0.75)
@@ -146,16 +197,16 @@ def test_greedy_generation_batched_equals_single_and_stops(tiny_model):
     batched = S.generate_greedy(model, tok, prompts, 8, batch_size=3)
     single = [S.generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
     assert batched == single
-    for p, b in zip(prompts, batched):                 # plain HF generate, no shared prefix cache
+    for p, b in zip(prompts, batched):  # plain HF generate, no shared prefix cache
         enc = tok(p, return_tensors="pt")
         ref = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
-        assert b == tok.decode(ref[0, enc.input_ids.shape[1]:], skip_special_tokens=True).strip()
+        assert b == tok.decode(ref[0, enc.input_ids.shape[1] :], skip_special_tokens=True).strip()
     head = "system: you are a helpful assistant . user : "
     shared = S.generate_greedy(model, tok, [head + p for p in prompts], 8, batch_size=2)
     assert shared == [S.generate_greedy(model, tok, [head + p], 8, batch_size=1)[0] for p in prompts]
     stopped = S.generate_greedy(model, tok, prompts, 8, batch_size=3, stop_at={"e"})
     for full, cut in zip(batched, stopped):
-        assert cut == S.cut_at_stop(full, {"e"})      # stopping early = cutting the full answer
+        assert cut == S.cut_at_stop(full, {"e"})  # stopping early = cutting the full answer
 
 
 def test_cut_at_stop():
@@ -200,10 +251,11 @@ def test_winogender_and_winogrande_eval(tiny_model, mirror):
     out, df = WB.eval_winogender(model, tok, items, stats, 8)
     assert set(out) >= {"accuracy_male", "accuracy_female", "gap_male_minus_female", "Bias", "Bias (Entropy)"}
     assert out["gap_male_minus_female"] == pytest.approx(out["accuracy_male"] - out["accuracy_female"])
-    g = out["items"]                                   # one entry per (occupation, participant, template) group
+    g = out["items"]  # one entry per (occupation, participant, template) group
     assert len(g["id"]) == 8 and np.mean(g["gap"]) == pytest.approx(out["gap_male_minus_female"])
     assert np.mean(g["Bias"]) == pytest.approx(out["Bias"]) and np.mean(g["correct_male"]) == pytest.approx(
-        out["accuracy_male"])
+        out["accuracy_male"]
+    )
     assert np.mean(g["Bias (Entropy)"]) == pytest.approx(out["Bias (Entropy)"], rel=1e-5)
     rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:10]
     acc, det = WGR.eval_winogrande(model, tok, rows, 8)
@@ -228,8 +280,9 @@ def test_side_by_side_layout():
 
 
 def test_chat_prompt_prefills_the_answer(tiny_built):
+    from hetfb_utils.common import load_params
     from hetfb_utils.models import base_model_path, load_tokenizer
-    from hetfb_utils.params import load_params
+
     p = tiny_built[0]
     tok = load_tokenizer(base_model_path(p))
     chat = P.winobias_prompt("He ran.", "he", tok, p)
@@ -264,15 +317,26 @@ def test_winogrande_partial_scoring_equals_lm_eval(tiny_model, mirror):
     from lm_eval.api.task import ConfigurableTask
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks.winogrande import preprocess_winogrande as pw
+
     model, tok = tiny_model
     n = 40
-    cfg = {"task": "winogrande_mirror", "dataset_path": "json", "output_type": "multiple_choice",
-           "dataset_kwargs": {"data_files": {"validation": str(mirror / "winogrande/validation.jsonl")}},
-           "validation_split": "validation", "doc_to_text": pw.doc_to_text, "doc_to_target": pw.doc_to_target,
-           "doc_to_choice": pw.doc_to_choice,
-           "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
-    res = evaluator.evaluate(lm=HFLM(pretrained=model, tokenizer=tok, batch_size=8),
-                             task_dict={"winogrande_mirror": ConfigurableTask(config=cfg)}, limit=n, log_samples=True)
+    cfg = {
+        "task": "winogrande_mirror",
+        "dataset_path": "json",
+        "output_type": "multiple_choice",
+        "dataset_kwargs": {"data_files": {"validation": str(mirror / "winogrande/validation.jsonl")}},
+        "validation_split": "validation",
+        "doc_to_text": pw.doc_to_text,
+        "doc_to_target": pw.doc_to_target,
+        "doc_to_choice": pw.doc_to_choice,
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    res = evaluator.evaluate(
+        lm=HFLM(pretrained=model, tokenizer=tok, batch_size=8),
+        task_dict={"winogrande_mirror": ConfigurableTask(config=cfg)},
+        limit=n,
+        log_samples=True,
+    )
     samples = sorted(res["samples"]["winogrande_mirror"], key=lambda s: s["doc_id"])
     theirs = np.array([[ll for ll, _ in s["filtered_resps"]] for s in samples])
     rows = D.parse_winogrande(D.load_winogrande_rows("validation", mirror), "wg", D.Drops())[:n]
@@ -285,16 +349,20 @@ def test_winogrande_partial_scoring_equals_lm_eval(tiny_model, mirror):
     assert (det["pred_partial"].to_numpy() - 1 == theirs.argmax(1)).all()
 
 
-def _previous_winobias_metrics(pro_ref, anti_ref, pro_cluster, anti_cluster, logp_pro, logp_anti,
-                               pro_correct, anti_correct) -> dict:
+def _previous_winobias_metrics(
+    pro_ref, anti_ref, pro_cluster, anti_cluster, logp_pro, logp_anti, pro_correct, anti_correct
+) -> dict:
     """The kit's implementation before the `evaluate` modules (git 7cf3287), kept to pin them."""
     pro_correct, anti_correct = np.asarray(pro_correct, bool), np.asarray(anti_correct, bool)
     kl = torch.sum(torch.exp(logp_anti) * (logp_anti - logp_pro), dim=-1).numpy()
-    return {"Bias": float(np.mean(np.abs(np.asarray(pro_ref) - np.asarray(anti_ref)))),
-            "Bias (Entropy)": float(np.mean(kl)),
-            "Bias (Cluster)": float(np.mean(np.abs(np.asarray(pro_cluster) - np.asarray(anti_cluster)))),
-            "Accuracy": float((pro_correct.mean() + anti_correct.mean()) / 2),
-            "Similarity": float(np.mean(pro_correct == anti_correct)), "pairs": int(len(pro_correct))}
+    return {
+        "Bias": float(np.mean(np.abs(np.asarray(pro_ref) - np.asarray(anti_ref)))),
+        "Bias (Entropy)": float(np.mean(kl)),
+        "Bias (Cluster)": float(np.mean(np.abs(np.asarray(pro_cluster) - np.asarray(anti_cluster)))),
+        "Accuracy": float((pro_correct.mean() + anti_correct.mean()) / 2),
+        "Similarity": float(np.mean(pro_correct == anti_correct)),
+        "pairs": int(len(pro_correct)),
+    }
 
 
 def test_evaluate_modules_load_offline_and_equal_the_previous_implementation(tiny_model, mirror):
@@ -302,7 +370,8 @@ def test_evaluate_modules_load_offline_and_equal_the_previous_implementation(tin
     scores they give what the kit's own code gave before (to 1e-9)."""
     import evaluate
 
-    from hetfb_utils.benchmarks import METRICS_DIR
+    from hetfb_utils.evaluation.benchmarks import METRICS_DIR
+
     for name in ("winobias", "winogender"):
         m = evaluate.load(str(METRICS_DIR / name))
         assert "Aponte" in m.citation or "Rudinger" in m.citation
@@ -311,13 +380,27 @@ def test_evaluate_modules_load_offline_and_equal_the_previous_implementation(tin
     pairs = D.load_winobias_pairs("test", mirror, "wb", D.Drops())[:12]
     pro = [P.winobias_prompt(p["pro"].text, p["pro"].pronoun) for p in pairs]
     anti = [P.winobias_prompt(p["anti"].text, p["anti"].pronoun) for p in pairs]
-    jobs = [(q, " " + p[side].referent) for p, qp, qa in zip(pairs, pro, anti) for side, q in (("pro", qp), ("anti", qa))]
-    jobs += [(q, " " + p[side].cluster_words[0]) for p, qp, qa in zip(pairs, pro, anti) for side, q in (("pro", qp), ("anti", qa))]
+    jobs = [
+        (q, " " + p[side].referent) for p, qp, qa in zip(pairs, pro, anti) for side, q in (("pro", qp), ("anti", qa))
+    ]
+    jobs += [
+        (q, " " + p[side].cluster_words[0])
+        for p, qp, qa in zip(pairs, pro, anti)
+        for side, q in (("pro", qp), ("anti", qa))
+    ]
     sc, logp = S.score_continuations(model, tok, jobs, 8, next_for=pro + anti)
     n = len(pairs)
     rng = np.random.default_rng(0)
-    args = dict(pro_ref=sc[0:2 * n:2], anti_ref=sc[1:2 * n:2], pro_cluster=sc[2 * n::2], anti_cluster=sc[2 * n + 1::2],
-                logp_pro=logp[:n], logp_anti=logp[n:], pro_correct=rng.random(n) < 0.5, anti_correct=rng.random(n) < 0.5)
+    args = dict(
+        pro_ref=sc[0 : 2 * n : 2],
+        anti_ref=sc[1 : 2 * n : 2],
+        pro_cluster=sc[2 * n :: 2],
+        anti_cluster=sc[2 * n + 1 :: 2],
+        logp_pro=logp[:n],
+        logp_anti=logp[n:],
+        pro_correct=rng.random(n) < 0.5,
+        anti_correct=rng.random(n) < 0.5,
+    )
     new, old = WB.winobias_metrics(**args), _previous_winobias_metrics(**args)
     assert set(new) == set(old)
     for k in old:

@@ -1,26 +1,33 @@
 """All five notebooks executed by papermill through the runner with params/tiny.yaml."""
+
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from hetfb_utils.params import load_params
-from hetfb_utils.runner import RunFailed, execute
+from hetfb_utils.common import load_params
+from hetfb_utils.pipeline.runner import RunFailed, execute
 
 pytestmark = pytest.mark.notebooks
 
 
 def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
-    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]   # trains here: no other test's stages
+    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]  # trains here: no other test's stages
     logs: list[str] = []
     man = execute("params/tiny.yaml", tiny_overrides, log=logs.append)
     p = load_params("tiny", tiny_overrides)
     run = p.run_dir
-    for nb in ("01_data_union", "02_quality_diversity_selection", "03_lora_sft", "04_reward_model_ppo",
-               "05_bias_and_oasst_evaluation"):
+    for nb in (
+        "01_data_union",
+        "02_quality_diversity_selection",
+        "03_lora_sft",
+        "04_reward_model_ppo",
+        "05_bias_and_oasst_evaluation",
+    ):
         assert (run / "notebooks" / f"{nb}.ipynb").is_file()
     t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
     assert list(t1["model"]) == ["Base", "S", "R", "HD-0.5-S", "HD-0.5-R", "HD-1.0-S", "HD-1.0-R"]
@@ -30,23 +37,40 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
     assert (t1_ci["lo"] <= t1_ci["value"] + 1e-12).all() and (t1_ci["value"] <= t1_ci["hi"] + 1e-12).all()
     assert t1_ci.loc[t1_ci.model != "Base", "p"].between(0, 1).all()
     assert "[" in (run / "tables" / "table1_winobias.md").read_text()
-    for f in ("table1_side_by_side.md", "ifeval.csv", "differences.csv", "winogrande_ci.csv", "winogender.csv", "winogrande.csv", "oasst_heldout.csv", "crows_pairs.csv",
-              "qualitative.csv", "training_summary.csv", "01_union_composition.csv", "02_variant_sizes.csv"):
+    for f in (
+        "table1_side_by_side.md",
+        "ifeval.csv",
+        "differences.csv",
+        "winogrande_ci.csv",
+        "winogender.csv",
+        "winogrande.csv",
+        "oasst_heldout.csv",
+        "crows_pairs.csv",
+        "qualitative.csv",
+        "training_summary.csv",
+        "01_union_composition.csv",
+        "02_variant_sizes.csv",
+    ):
         assert (run / "tables" / f).is_file(), f
     for f in ("01_union.png", "02_selection_projection.png", "05_metrics_vs_fraction.png", "05_heatmap.png"):
         assert (run / "figures" / f).stat().st_size > 1000, f
     assert "model `tiny-random`" in (run / "tables" / "table1_winobias.md").read_text()
     for nb in (run / "notebooks").glob("*.ipynb"):  # no library warning in any output (progress bars only)
         outs = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
-        noisy = [line for o in outs if o.get("name") == "stderr" for line in "".join(o.get("text", "")).splitlines()
-                 if re.search(r"warn|deprecat", line, re.I)]
+        noisy = [
+            line
+            for o in outs
+            if o.get("name") == "stderr"
+            for line in "".join(o.get("text", "")).splitlines()
+            if re.search(r"warn|deprecat", line, re.I)
+        ]
         assert not noisy, (nb.name, noisy[:5])
     # notebook 05's worked example: the five metrics by hand agree with the evaluate module on the same
     # inputs to 1e-6, and with the batched run's value for the pair to float32 precision
     ex = pd.read_csv(run / "tables" / "05_worked_example.csv").set_index("metric")
     assert list(ex.index) == ["Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity"]
     assert (ex["module − by hand"] <= 1e-6).all() and (ex["batched − by hand"] <= 1e-4).all(), ex
-    assert ex.loc["Bias", "by hand"] > 0          # a real pair: the two prompts differ
+    assert ex.loc["Bias", "by hand"] > 0  # a real pair: the two prompts differ
     # while a notebook runs, the console shows the training step and the model being evaluated
     assert any(re.search(r"SFT \[[\w.-]+\]: step \d+/\d+", line) for line in logs), logs
     assert any("evaluation: " in line for line in logs), logs
@@ -60,6 +84,13 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
     # ... and keeps the run's wall time (the sum of its stages), reporting its own second apart
     assert warm["wall_time_s"] == man["wall_time_s"] == round(sum(s["seconds"] for s in manifest["stages"].values()), 1)
     assert warm["last_invocation_s"] < 30
+    # RESULTS.md generated from the run: Table 1 beside the paper's, the other tables, stamped
+    from hetfb_utils.analysis.results import write_results
+    text = write_results([run], tmp_path / "RESULTS.md").read_text()
+    for needle in ("## Run `tiny`", "Table 1 (WinoBias), ours beside the paper's", "Bias [paper]", "0.4585",
+                   "one training seed", "WinoGrande accuracy", "seeds: data 42, training 42, evaluation 42",
+                   "forward", "GFLOP/s", f"git {manifest['git']}"):
+        assert needle in text, needle
     # an evaluation-only change re-runs only notebook 05 (training is not redone)
     logs.clear()
     execute("params/tiny.yaml", tiny_overrides + ["evaluation.crows_max=4"], log=logs.append)
@@ -78,6 +109,7 @@ def test_notebooks_ask_for_the_kernel_make_lab_registers():
     so JupyterLab (or any Jupyter front end) runs it in that environment, not a system Python."""
     import re
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[1]
     registered = re.search(r"ipykernel install --user --name (\S+)", (root / "Makefile").read_text()).group(1)
     for nb in sorted((root / "notebooks").glob("*.ipynb")):
@@ -90,7 +122,8 @@ def test_notebook_kernels_run_with_transport_encryption(tmp_path):
     import zmq
     from jupyter_client import KernelManager
 
-    from hetfb_utils.runner import kernel_config
+    from hetfb_utils.pipeline.runner import kernel_config
+
     if not zmq.has("curve"):
         pytest.skip("this pyzmq has no CurveZMQ")
     km = KernelManager(kernel_name="python3", config=kernel_config())
@@ -114,15 +147,16 @@ def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
     difference between a run and itself, and notebook 06 executes on the two runs."""
     import papermill as pm
 
-    from hetfb_utils import compare as K
-    from hetfb_utils.runner import NOTEBOOK_DIR
-    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]   # a store only these runs fill
+    from hetfb_utils.analysis import comparison as K
+    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
+
+    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]  # a store only these runs fill
     execute("params/tiny.yaml", tiny_overrides, log=lambda *_: None)
     logs: list[str] = []
     controls = tiny_overrides + ["run_name=tiny-controls", "selection.strategies=[quality_diversity,random]"]
     execute("params/tiny.yaml", controls, log=logs.append)
     p, c = load_params("tiny", tiny_overrides), load_params("tiny", controls)
-    for v in ("wino", "hd-0.5", "hd-1.0", "rand-1.0"):        # rand-1.0 has hd-1.0's rows
+    for v in ("wino", "hd-0.5", "hd-1.0", "rand-1.0"):  # rand-1.0 has hd-1.0's rows
         for stage in ("sft", "reward", "ppo"):
             man = json.loads((c.run_dir / "models" / v / stage / "manifest.json").read_text())
             assert man["reused_from"]["run"] == "tiny", (v, stage)
@@ -132,15 +166,24 @@ def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
     out = K.compare([p.run_dir, c.run_dir])
     ctl = out["controls"]
     assert {"RAND-0.5-S", "RAND-0.5-R", "RAND-1.0-S"} <= set(ctl["model"]) and set(ctl["reference"]) <= {
-        "HD-0.5-S", "HD-0.5-R", "HD-1.0-S", "HD-1.0-R"}
+        "HD-0.5-S",
+        "HD-0.5-R",
+        "HD-1.0-S",
+        "HD-1.0-R",
+    }
     same = out["across_runs"]
-    assert len(same) and (same["delta"] == 0).all()          # the same models, reused: identical items
+    assert len(same) and (same["delta"] == 0).all()  # the same models, reused: identical items
     twice = K.compare([p.run_dir, p.run_dir])["across_runs"]
     assert len(twice) and (twice[["delta", "delta_lo", "delta_hi"]] == 0).all().all() and (twice["p"] == 1).all()
     nb = tmp_path / "06.ipynb"
-    pm.execute_notebook(str(NOTEBOOK_DIR / "06_compare_runs.ipynb"), str(nb), kernel_name="python3",
-                        parameters={"runs": [str(p.run_dir), str(c.run_dir)], "out_dir": str(tmp_path / "cmp")},
-                        cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    pm.execute_notebook(
+        str(NOTEBOOK_DIR / "06_compare_runs.ipynb"),
+        str(nb),
+        kernel_name="python3",
+        parameters={"runs": [str(p.run_dir), str(c.run_dir)], "out_dir": str(tmp_path / "cmp")},
+        cwd=str(NOTEBOOK_DIR),
+        progress_bar=False,
+    )
     assert (tmp_path / "cmp" / "controls_table1.png").stat().st_size > 1000
     assert "Controls" in (tmp_path / "cmp" / "summary.md").read_text()
 
@@ -148,7 +191,8 @@ def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
 def test_notebooks_stay_readable():
     """Each stage notebook: at most ~30 cells, code cells of at most ~15 lines, a worked example
     and exercises (by difficulty) at the end."""
-    from hetfb_utils.runner import NOTEBOOK_DIR
+    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
+
     for path in sorted(NOTEBOOK_DIR.glob("0*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
         assert len(cells) <= 30, (path.name, len(cells))
@@ -158,4 +202,86 @@ def test_notebooks_stay_readable():
         if path.name[:2] in ("01", "02", "03", "04", "05"):
             text = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
             assert any(t.startswith("## Worked example") for t in text), path.name
-            assert text[-1].startswith("## Exercises") and all(k in text[-1] for k in ("(easy)", "(medium)", "(harder)")), path.name
+            assert text[-1].startswith("## Exercises") and all(
+                k in text[-1] for k in ("(easy)", "(medium)", "(harder)")
+            ), path.name
+
+
+def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_overrides, tmp_path):
+    """Two training seeds through `run_seeds` (what `make seeds` runs): the second seed reuses the first's
+    union and selection (its manifest says so) and Base's evaluation, trains its own model; `compare` reports
+    recipe-level intervals, the A/A table and the claims; notebook 06 executes on the group."""
+    import papermill as pm
+
+    from hetfb_utils.analysis import comparison
+    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR, run_seeds
+    over = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}", "rl.algorithm=none", "selection.fractions=[0.5]",
+                             "selection.wino_variant=false", "run_name=grp"]
+    logs: list[str] = []
+    runs = run_seeds("params/tiny.yaml", [42, 43], over, log=logs.append)
+    assert [Path(r).name for r in runs] == ["grp-s42", "grp-s43"]
+    second = json.loads((Path(runs[1]) / "manifest.json").read_text())
+    for nb in ("01_data_union.ipynb", "02_quality_diversity_selection.ipynb"):
+        assert second["stages"][nb]["reused_from"]["run"] == "grp-s42", second["stages"][nb]
+    assert second["seeds"] == {"data": 42, "training": 43, "evaluation": 42}
+    sft = json.loads((Path(runs[1]) / "models" / "hd-0.5" / "sft" / "manifest.json").read_text())
+    assert sft["key"]["seeds"] == {"data": 42, "training": 43} and "reused_from" not in sft
+    results = {r["model"]: r for r in json.loads((Path(runs[1]) / "eval" / "results.json").read_text())}
+    assert results["Base"]["winobias"]["produced_by_run"] == "grp-s42"           # Base: evaluated once
+    assert results["HD-0.5-S"]["winobias"]["produced_by_run"] == "grp-s43"
+    first = {r["model"]: r for r in json.loads((Path(runs[0]) / "eval" / "results.json").read_text())}
+    assert first["HD-0.5-S"]["winobias"]["items"]["id"] == results["HD-0.5-S"]["winobias"]["items"]["id"]
+    out, saved = comparison.compare_and_save(runs, tmp_path / "cmp", log=lambda *_: None)
+    assert list(out["groups"]["k"]) == [2]
+    vb = out["recipe_differences"]
+    vb = vb[(vb.reference == "Base") & (vb.table == "table1_winobias")]
+    assert len(vb) == 5 and set(vb["conclusion"]) == {f"recipe (2 vs 0 seeds x {vb['items'].iloc[0]} items)"}
+    aa = out["aa_summary"].set_index("test")
+    assert aa.loc["item-level (one seed vs one seed)", "comparisons"] == 5          # 1 pair x 5 metrics
+    assert set(out["claims"]["verdict"]) <= {"supported", "contradicted", "not distinguishable", "not tested"}
+    assert (saved / "table1_recipe.md").is_file() and (saved / "claims.md").is_file()
+    from hetfb_utils.analysis.results import README_END, README_START, update_readme
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
+    assert update_readme(saved, readme) and not update_readme(saved, readme)     # generated; then up to date
+    block = readme.read_text()
+    assert "C1: The filtered heterogeneous mix" in block and "**not tested**" in block and "rest" in block
+    nb = tmp_path / "06.ipynb"
+    pm.execute_notebook(str(NOTEBOOK_DIR / "06_compare_runs.ipynb"), str(nb), kernel_name="python3",
+                        parameters={"runs": runs, "out_dir": str(tmp_path / "cmp06")}, cwd=str(NOTEBOOK_DIR),
+                        progress_bar=False)
+    text = nb.read_text()
+    assert "recipe (2 vs 0 seeds" in text and "A/A" in text
+
+
+MIXES = {
+    "no-oasst": lambda f: "[{name: winogrande, type: winogrande, split: train_xs, max_rows: 16}, "
+    "{name: winobias, type: winobias, split: dev, max_rows: 12}, "
+    f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]",
+    "no-winogrande": lambda f: "[{name: oasst, type: oasst, split: validation, label: detoxify.toxicity, "
+    "heldout_fraction: 0.2, max_rows: 24}, {name: winobias, type: winobias, split: dev, max_rows: 12}]",
+    "numeric-and-pairwise": lambda f: f"[{{name: scored, type: numeric, path: {f['numeric']}, label: score}}, "
+    f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]",
+}
+
+
+@pytest.mark.parametrize("mix", list(MIXES))
+def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirror, mix):
+    """Notebooks 01-05 on mixes the paper did not use: without OASST, without WinoGrande, and a numeric CSV +
+    a chat-format pairwise file alone. The worked examples pick from the sources the mix has and say what
+    they skipped."""
+    from conftest import write_mix_files
+    files = write_mix_files(tmp_path / "data", mirror, n=20)
+    over = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}", f"run_name=mix-{mix}", "selection.fractions=[1.0]",
+                             f"data.sources={MIXES[mix](files)}", "selection.wino_variant=false",
+                             "selection.n_clusters=2"]
+    man = execute("params/tiny.yaml", over, log=lambda *_: None)
+    assert all(s["status"] == "done" for s in man["stages"].values()), man["stages"]
+    run = load_params("tiny", over).run_dir
+    nb01 = (run / "notebooks" / "01_data_union.ipynb").read_text()
+    if mix == "no-oasst":
+        assert "no scored source (`oasst` or `numeric`)" in nb01
+    if mix == "numeric-and-pairwise":
+        assert "[scored] prompt:" in nb01 and "no winogrande / winobias source" in nb01
+    t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
+    assert list(t1["model"]) == ["Base", "HD-1.0-S", "HD-1.0-R"]

@@ -1,4 +1,5 @@
 """The params schema: shipped files, extends, overrides, and one clear error per bad input."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,13 +7,13 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hetfb_utils.params import ParamsError, load_params, parse_override
-from hetfb_utils.params_doc import schema_markdown
-
-from conftest import REPO
+from hetfb_utils.common import ParamsError, load_params
+from hetfb_utils.common.params_doc import schema_markdown
+from hetfb_utils.common.params_files import parse_override
 
 
 @pytest.mark.parametrize("name", ["quickstart", "paper", "tiny", "helpfulness", "dpo", "custom_sources"])
@@ -26,8 +27,8 @@ def test_extends_and_overrides():
     p = load_params("tiny", ["seed=7", "sft.args.max_steps=2", "selection.fractions=[0.3,1.0]"])
     assert p.seed == 7 and p.sft.args["max_steps"] == 2
     assert p.variant_names == ["wino", "hd-0.3", "hd-1.0"]
-    assert p.model.name_or_path == "tiny-random"           # from tiny.yaml
-    assert p.rl.ppo.args["kl_coef"] == 0.05                 # inherited from quickstart.yaml
+    assert p.model.name_or_path == "tiny-random"  # from tiny.yaml
+    assert p.rl.ppo.args["kl_coef"] == 0.05  # inherited from quickstart.yaml
 
 
 def _write(tmp_path, obj, name="p.yaml"):
@@ -39,19 +40,22 @@ def _write(tmp_path, obj, name="p.yaml"):
 BASE = {"run_name": "x", "data": {"sources": [{"name": "winogrande", "type": "winogrande"}]}}
 
 
-@pytest.mark.parametrize("patch, needle", [
-    ({"selectoin": {}}, "selectoin: unknown key"),
-    ({"seed": "abc"}, "seed"),
-    ({"selection": {"fractions": [0.0, 0.5]}}, "(0, 1]"),
-    ({"selection": {"fractions": [1.5]}}, "(0, 1]"),
-    ({"sft": {"args": {"learning_rat": 1e-5}}}, "learning_rat"),
-    ({"sft": {"lora": {"rank": 8}}}, "LoraConfig"),
-    ({"data": {"sources": [{"name": "o", "type": "oasst"}]}}, "needs `label`"),
-    ({"data": {"sources": [{"name": "n", "type": "numeric", "label": "s"}]}}, "needs `path`"),
-    ({"data": {"sources": [{"name": "w", "type": "nope"}]}}, "data.sources.0.type"),
-    ({"training": {"variants": ["hd-0.9"]}}, "not built"),
-    ({"selection": {"wino_source": "absent"}}, "wino_source"),
-])
+@pytest.mark.parametrize(
+    "patch, needle",
+    [
+        ({"selectoin": {}}, "selectoin: unknown key"),
+        ({"seed": "abc"}, "seed"),
+        ({"selection": {"fractions": [0.0, 0.5]}}, "(0, 1]"),
+        ({"selection": {"fractions": [1.5]}}, "(0, 1]"),
+        ({"sft": {"args": {"learning_rat": 1e-5}}}, "learning_rat"),
+        ({"sft": {"lora": {"rank": 8}}}, "LoraConfig"),
+        ({"data": {"sources": [{"name": "o", "type": "oasst"}]}}, "needs `label`"),
+        ({"data": {"sources": [{"name": "n", "type": "numeric", "label": "s"}]}}, "needs `path`"),
+        ({"data": {"sources": [{"name": "w", "type": "nope"}]}}, "data.sources.0.type"),
+        ({"training": {"variants": ["hd-0.9"]}}, "not built"),
+        ({"selection": {"wino_source": "absent"}}, "wino_source"),
+    ],
+)
 def test_bad_params_name_file_and_key(tmp_path, patch, needle):
     raw = {**BASE, **patch}
     f = _write(tmp_path, raw)
@@ -100,25 +104,36 @@ def test_digest_stable_and_sensitive():
 
 def test_schema_markdown_lists_every_section():
     md = schema_markdown()
-    for key in ("`data.sources[].label`", "`selection.fractions`", "`sft.args`", "`rl.algorithm`",
-                "`evaluation.batch_size`", "`model.name_or_path`"):
+    for key in (
+        "`data.sources[].label`",
+        "`selection.fractions`",
+        "`sft.args`",
+        "`rl.algorithm`",
+        "`evaluation.batch_size`",
+        "`model.name_or_path`",
+    ):
         assert key in md
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["seed", "sft", "args", "x", "0"]), min_size=1, max_size=3),
-       st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=5)))
+@given(
+    st.lists(st.sampled_from(["seed", "sft", "args", "x", "0"]), min_size=1, max_size=3),
+    st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+)
 def test_override_parser_roundtrip(keys, value):
-    k, v = parse_override(".".join(keys) + "=" + yaml.safe_dump(value, default_flow_style=True).strip()
-                          .removesuffix("\n...").removesuffix("..."))
+    k, v = parse_override(
+        ".".join(keys)
+        + "="
+        + yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix("...")
+    )
     assert k == keys
 
 
-def test_readme_params_reference_is_generated():
-    from hetfb_utils.params_doc import README_END, README_START
-    text = (REPO / "README.md").read_text()
-    section = text[text.index(README_START) + len(README_START):text.index(README_END)]
-    assert section.strip() == schema_markdown().strip(), "run `make params-doc` to regenerate the README reference"
+def test_params_reference_is_generated():
+    from hetfb_utils.common.params_doc import DOC_PATH, params_doc
+
+    assert DOC_PATH.read_text() == params_doc(), "run `make params-doc` to regenerate docs/params.md"
+    assert schema_markdown() in params_doc()
 
 
 def test_override_scientific_notation():

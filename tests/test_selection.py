@@ -1,11 +1,12 @@
 """Quality + diversity selection on real union rows (params/tiny.yaml)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from hetfb_utils import selection as S
-from hetfb_utils.params import load_params
+from hetfb_utils.common import load_params
 
 
 def test_variant_sizes_stratified(tiny_built):
@@ -15,7 +16,7 @@ def test_variant_sizes_stratified(tiny_built):
         v = sel.variants[f"hd-{f:g}" if f != 1 else "hd-1.0"]
         got = v["source"].value_counts()
         for src, total in n.items():
-            assert got[src] == max(1, round(f * total))           # each source keeps its share
+            assert got[src] == max(1, round(f * total))  # each source keeps its share
     assert set(sel.variants["wino"]["source"]) == {"winogrande"}
     assert len(sel.variants["wino"]) == n["winogrande"]
 
@@ -27,12 +28,12 @@ def test_top_quality_within_cluster_and_nested(tiny_built):
     scored = df[df["quality"].notna()]
     for _, g in scored.groupby("cluster"):
         kept, dropped = g[half.loc[g.index]], g[~half.loc[g.index]]
-        if len(kept) and len(dropped):                           # every kept row beats every dropped one
+        if len(kept) and len(dropped):  # every kept row beats every dropped one
             assert kept["quality"].min() >= dropped["quality"].max()
-    assert (df["kept_hd-0.5"] <= df["kept_hd-1.0"]).all()        # nested variants
+    assert (df["kept_hd-0.5"] <= df["kept_hd-1.0"]).all()  # nested variants
     assert df["kept_hd-1.0"].all()
     ids = set(sel.variants["hd-0.5"]["prompt_id"])
-    assert ids.isdisjoint(set(df.loc[~half, "prompt_id"]))       # never kept and dropped at once
+    assert ids.isdisjoint(set(df.loc[~half, "prompt_id"]))  # never kept and dropped at once
 
 
 def test_clusters_cover_sources(tiny_built):
@@ -57,11 +58,16 @@ def test_per_source_clustering(tiny_built):
 
 
 def test_keep_fraction_hand_made():
-    df = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(10)], "source": ["a"] * 6 + ["b"] * 4,
-                       "cluster": ["c0", "c0", "c0", "c1", "c1", "c1", "c0", "c0", "c1", "c1"],
-                       "quality": [0.9, 0.1, 0.5, 0.3, 0.8, 0.2, None, None, None, None]})
+    df = pd.DataFrame(
+        {
+            "prompt_id": [f"p{i}" for i in range(10)],
+            "source": ["a"] * 6 + ["b"] * 4,
+            "cluster": ["c0", "c0", "c0", "c1", "c1", "c1", "c0", "c0", "c1", "c1"],
+            "quality": [0.9, 0.1, 0.5, 0.3, 0.8, 0.2, None, None, None, None],
+        }
+    )
     keep = S.keep_fraction(df, 1 / 3, seed=0)
-    assert set(df.loc[keep & (df.source == "a"), "prompt_id"]) == {"p0", "p4"}   # best of each cluster
+    assert set(df.loc[keep & (df.source == "a"), "prompt_id"]) == {"p0", "p4"}  # best of each cluster
     assert keep[df.source == "b"].sum() == 1
 
 
@@ -80,10 +86,12 @@ def test_saved_variants_and_report(tiny_built):
     ds = S.load_variant(p, "hd-0.5")
     assert len(ds) == len(sel.variants["hd-0.5"])
     import json
+
     rep = json.loads((p.run_dir / "data" / "selection_report.json").read_text())
     assert rep["variants"]["hd-0.5"]["content_hash"] == S.content_hash(ds.to_pandas())
     assert rep["provenance"]["seed"] == p.seed and rep["drops_stage1"]
     import pytest
+
     with pytest.raises(FileNotFoundError, match="hd-0.7"):
         S.load_variant(p, "hd-0.7")
 
@@ -94,8 +102,17 @@ def test_control_strategies_match_hd_sizes_per_source_and_are_seeded(tiny_built)
     p, u, emb, _ = tiny_built
     over = [f"cache_dir={p.cache_path}", "selection.strategies=[quality_diversity,random,quality,diversity]"]
     q = load_params("tiny", over)
-    assert q.variant_names == ["wino", "hd-0.5", "hd-1.0", "rand-0.5", "rand-1.0", "q-0.5", "q-1.0",
-                               "div-0.5", "div-1.0"]
+    assert q.variant_names == [
+        "wino",
+        "hd-0.5",
+        "hd-1.0",
+        "rand-0.5",
+        "rand-1.0",
+        "q-0.5",
+        "q-1.0",
+        "div-0.5",
+        "div-1.0",
+    ]
     sel = S.select(u.union, emb, q)
     for f in ("0.5", "1.0"):
         hd = sel.variants[f"hd-{f}"]["source"].value_counts().to_dict()
@@ -108,7 +125,7 @@ def test_control_strategies_match_hd_sizes_per_source_and_are_seeded(tiny_built)
     other = S.select(u.union, emb, load_params("tiny", over + ["seed=7"]))
     assert other.report["variants"]["rand-0.5"]["content_hash"] != sel.report["variants"]["rand-0.5"]["content_hash"]
     df = sel.union
-    for src, g in df[df["quality"].notna()].groupby("source"):        # quality: best per source, no clusters
+    for _src, g in df[df["quality"].notna()].groupby("source"):  # quality: best per source, no clusters
         kept, dropped = g[g["kept_q-0.5"]], g[~g["kept_q-0.5"]]
         if len(kept) and len(dropped):
             assert kept["quality"].min() >= dropped["quality"].max()

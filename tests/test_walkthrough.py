@@ -1,11 +1,12 @@
 """The notebooks' worked examples (`hetfb_utils.walkthrough`) on real mirror rows and the tiny model:
 each must rebuild what the bulk code computed for the same row or pair."""
+
 from __future__ import annotations
 
 import copy
 
 from hetfb_utils import data
-from hetfb_utils import walkthrough as W
+from hetfb_utils.pipeline import walkthrough as W
 
 
 def test_oasst_example_rebuilds_its_union_row(tiny_built):
@@ -37,18 +38,19 @@ def test_fraction_change_counts_the_kept_rows(tiny_built):
     df = W.fraction_change(sel.union, "hd-0.5", "hd-1.0")
     assert df[("rows", "hd-1.0")].sum() == len(sel.union)
     assert df[("rows", "hd-0.5")].sum() == sel.union["kept_hd-0.5"].sum()
-    assert W.fraction_change(sel.union, "hd-1.0", "hd-1.0").shape[1] == 3      # one variant: one column each
+    assert W.fraction_change(sel.union, "hd-1.0", "hd-1.0").shape[1] == 3  # one variant: one column each
 
 
 def test_non_default_lists_what_params_set(tiny_built):
-    from hetfb_utils.params import lora_config
-    from hetfb_utils.sft import sft_config
+    from hetfb_utils.common.configs import lora_config
+    from hetfb_utils.training import sft_config
+
     p = tiny_built[0]
     lora = W.non_default(lora_config(p, "sft", "CAUSAL_LM"))
     assert lora.loc["r", "value"] == 16 and lora.loc["lora_alpha", "value"] == 32
     args = W.non_default(sft_config(p, "/tmp/hetfb-test-unused"))
     assert args.loc["max_steps", "value"] == p.sft.args["max_steps"] and "completion_only_loss" in args.index
-    assert "num_train_epochs" not in args.index                                 # left at TRL's default
+    assert "num_train_epochs" not in args.index  # left at TRL's default
 
 
 def test_mark_loss_tokens_brackets_the_labelled_tokens(tiny_model):
@@ -62,8 +64,9 @@ def test_mark_loss_tokens_brackets_the_labelled_tokens(tiny_model):
 def test_winobias_by_hand_agrees_with_the_batched_scorer(tiny_built, tiny_model):
     """Notebook 05's worked example: the by-hand inputs of one pair give the scorer's per-pair values
     (in float64, where the batch layout no longer matters) to 1e-6, metric by metric."""
-    from hetfb_utils.benchmarks.winobias import eval_winobias
     from hetfb_utils.evaluation import eval_data
+    from hetfb_utils.evaluation.benchmarks.winobias import eval_winobias
+
     p = tiny_built[0]
     model, tok = tiny_model
     model64 = copy.deepcopy(model).double()

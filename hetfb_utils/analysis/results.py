@@ -1,0 +1,190 @@
+"""`RESULTS.md`, generated from finished runs (`python -m hetfb_utils results RUN_DIR... [--compare DIR]`,
+`make results`): nothing in it is typed by hand.
+
+Per run: Table 1 with its intervals beside the paper's LLaMA-7B numbers, the other benchmarks' tables, what
+training achieved (SFT loss, reward-model accuracy with its Wilson interval), each stamped with the run, its
+git commit, params hash, the three seeds and the machine (cores, the base model's forward FLOP rate measured
+when it ran). Per comparison (`compare` / `seeds` output directories): its summary, the recipe-level Table 1,
+the A/A calibration and the paper's claims scored, as the kit words them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..evaluation.tables import PAPER_TABLE1, TABLE1_COLUMNS
+from .runs import Run, load_run
+from .uncertainty import R_MARK, wide_with_intervals
+
+OTHER = {
+    "winogender": "WinoGender (60 occupations; accuracy by pronoun gender, gap, bias metrics)",
+    "winogrande": "WinoGrande accuracy",
+    "oasst_heldout": "OASST held-out human pairs",
+    "crows_pairs": "CrowS-Pairs (the authors' three templates)",
+    "ifeval": "IFEval (Google's checkers)",
+}
+
+
+def _md(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    return df.to_markdown(index=False, floatfmt=floatfmt) if len(df) else "_(empty)_"
+
+
+def _stamp(run: Run) -> str:
+    man = json.loads((run.dir / "manifest.json").read_text())
+    m = man.get("machine") or {}
+    seeds = run.params.seeds
+    machine = (
+        f"{m.get('cores')} cores, {m.get('processor') or '?'}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + (
+            f", forward {m['forward_gflops']} GFLOP/s (batch {m.get('batch')}x{m.get('seq')})"
+            if m.get("forward_gflops")
+            else ", forward FLOP rate not measured"
+        )
+    )
+    return (
+        f"_run `{run.name}` ({run.dir}) · git {man.get('git', '?')} · params {run.params.digest()} · model "
+        f"`{run.params.model.name_or_path}` · seeds: data {seeds['data']}, training {seeds['training']}, "
+        f"evaluation {seeds['evaluation']} · machine: {machine} · wall time {man.get('wall_time_s', '?')} s_"
+    )
+
+
+def table1_beside_paper(run: Run) -> pd.DataFrame:
+    """Table 1 of a run: each cell `value [lo, hi]` (with `*` / `†` as the run's table has them) and the paper's
+    number beside it."""
+    path = run.dir / "tables" / "table1_winobias_ci.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    ci = pd.read_csv(path)
+    wide = wide_with_intervals(ci)
+    t1 = (
+        (run.dir / "tables" / "table1_winobias.md").read_text()
+        if (run.dir / "tables" / "table1_winobias.md").is_file()
+        else ""
+    )
+    wide["model"] = [f"{m} {R_MARK}" if f"| {m} {R_MARK}" in t1 else m for m in wide["model"]]
+    paper = PAPER_TABLE1.set_index("model")
+    out = wide[["model"]].copy()
+    for c in TABLE1_COLUMNS:
+        if c in wide:
+            out[c] = wide[c]
+            out[f"{c} [paper]"] = [
+                paper.loc[m.split()[0], c] if m.split()[0] in paper.index else None for m in wide["model"]
+            ]
+    return out
+
+
+def training_lines(run: Run) -> list[str]:
+    path = run.dir / "tables" / "training_summary.csv"
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path)
+    out = []
+    for _, r in df.iterrows():
+        parts = []
+        if pd.notna(r.get("sft.eval_loss")) and pd.notna(r.get("sft.base_eval_loss")):
+            parts.append(
+                f"SFT held-out loss {r['sft.base_eval_loss']:.3g} → {r['sft.eval_loss']:.3g} "
+                f"({int(r.get('sft.eval_rows', 0))} rows)"
+            )
+        if pd.notna(r.get("reward.eval_accuracy")):
+            parts.append(
+                f"reward model held-out accuracy {r['reward.eval_accuracy']:.2f} "
+                f"[{r.get('reward.eval_accuracy_lo', float('nan')):.2f}, "
+                f"{r.get('reward.eval_accuracy_hi', float('nan')):.2f}] of {int(r.get('reward.eval_pairs', 0))}"
+                + (" (at chance: the interval covers 0.5)" if r.get("reward.at_chance (CI covers 0.5)") is True else "")
+            )
+        if parts:
+            out.append(f"- `{r['variant']}`: " + "; ".join(parts))
+    return out
+
+
+def run_section(run: Run) -> str:
+    lines = [f"## Run `{run.name}`", "", _stamp(run), ""]
+    t1 = table1_beside_paper(run)
+    if len(t1):
+        lines += [
+            "### Table 1 (WinoBias), ours beside the paper's (LLaMA-7B)",
+            "",
+            "Intervals over the evaluation items of each trained model (**one training seed**: conclusions "
+            "about these models, not their recipes). `*` the paired difference from Base is real on these "
+            f"items; `{R_MARK}` its reward model did not beat chance.",
+            "",
+            _md(t1),
+            "",
+        ]
+    for table, title in OTHER.items():
+        p = run.dir / "tables" / f"{table}_ci.csv"
+        if p.is_file():
+            lines += [f"### {title}", "", _md(wide_with_intervals(pd.read_csv(p))), ""]
+    tl = training_lines(run)
+    if tl:
+        lines += ["### What training achieved", "", *tl, ""]
+    return "\n".join(lines)
+
+
+def comparison_section(d: Path) -> str:
+    d = Path(d)
+    if not (d / "summary.md").is_file():
+        raise FileNotFoundError(f"{d} is not a comparison written by `compare` or `seeds` (no summary.md)")
+    lines = [f"## Comparison `{d.name}`", "", (d / "summary.md").read_text().strip(), ""]
+    for name, title in (
+        ("table1_recipe", "Table 1 by recipe"),
+        ("claims", "The paper's claims, scored"),
+        ("aa_summary", "A/A calibration: runs of the same recipe compared"),
+        ("variance", "Where the variance comes from (Table 1, vs Base)"),
+    ):
+        p = d / f"{name}.csv"
+        if p.is_file() and p.stat().st_size > 1:
+            df = pd.read_csv(p)
+            if name == "claims":
+                df = df[
+                    [
+                        c
+                        for c in (
+                            "id",
+                            "claim",
+                            "comparison",
+                            "metric",
+                            "verdict",
+                            "estimate",
+                            "lo",
+                            "hi",
+                            "conclusion",
+                            "detectable_80",
+                        )
+                        if c in df
+                    ]
+                ]
+            lines += [f"### {title}", "", _md(df), ""]
+    return "\n".join(lines)
+
+
+def write_results(runs: list[str | Path], out: str | Path = "RESULTS.md", compare_dirs: list[str | Path] = ()) -> Path:
+    """Write RESULTS.md from finished runs and comparisons; returns its path."""
+    from ..common.report import atomic_write_text
+
+    loaded = [load_run(r) for r in runs]
+    head = [
+        "# Results",
+        "",
+        f"Generated by `python -m hetfb_utils results` on "
+        f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from "
+        + ", ".join(f"`{r.dir}`" for r in loaded)
+        + (" and " + ", ".join(f"`{c}`" for c in compare_dirs) if compare_dirs else "")
+        + ". Do not edit by hand: "
+        "re-run the command. Every number comes with its interval, and each conclusion says whether it is "
+        "about one trained model (one training seed) or about a recipe (training seeds x items).",
+        "",
+    ]
+    body = [run_section(r) for r in loaded] + [comparison_section(Path(c)) for c in compare_dirs]
+    path = Path(out)
+    atomic_write_text("\n".join(head + body) + "\n", path)
+    with_claims = [Path(c) for c in compare_dirs if (Path(c) / "claims.csv").is_file()]
+    if readme and with_claims:
+        update_readme(with_claims[-1])
+    return path

@@ -1,0 +1,252 @@
+"""Reading raw data, wherever it lives: the local mirror (``HETFB_DATA_DIR``, layout of
+``shared/data``), a file given in params, the Hub, or a canonical URL. Bad rows are skipped and
+counted by reason (`Drops`); files that cannot be read at all are one `DataError` naming the file,
+what was expected and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..common.errors import DataError
+from ..common.locations import data_dir, mirror_file
+
+__all__ = [
+    "DataError",
+    "Drops",
+    "check_columns",
+    "data_dir",
+    "file_digest",
+    "fingerprint_files",
+    "mirror_file",
+    "read_table",
+    "read_text_lines",
+    "iter_jsonl",
+    "jsonl_rows",
+    "hub_rows",
+    "stable_id",
+]
+
+WINOBIAS_URL = "https://raw.githubusercontent.com/uclanlp/corefBias/master/WinoBias/wino/data/{name}"
+WINOGENDER_URL = "https://raw.githubusercontent.com/rudinger/winogender-schemas/master/data/{name}"
+CROWS_URL = "https://raw.githubusercontent.com/nyu-mll/crows-pairs/master/data/crows_pairs_anonymized.csv"
+IFEVAL_URL = (
+    "https://raw.githubusercontent.com/google-research/google-research/master/"
+    "instruction_following_eval/data/input_data.jsonl"
+)
+
+
+# --------------------------------------------------------------------------- bookkeeping
+@dataclass
+class Drops:
+    """Rows skipped, counted by (source, reason); a few examples kept for the report."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    def add(self, source: str, reason: str, example: Any = None, n: int = 1) -> None:
+        self.counts[(source, reason)] += n
+        if example is not None and (source, reason) not in self.examples:
+            self.examples[(source, reason)] = str(example)[:160]
+
+    def frame(self) -> pd.DataFrame:
+        rows = [
+            {"source": s, "reason": r, "rows": n, "example": self.examples.get((s, r), "")}
+            for (s, r), n in sorted(self.counts.items())
+        ]
+        return pd.DataFrame(rows, columns=["source", "reason", "rows", "example"])
+
+
+def stable_id(*parts: Any) -> str:
+    return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# --------------------------------------------------------------------------- locations
+def read_text_lines(path_or_url: str | Path) -> list[str]:
+    s = str(path_or_url)
+    if s.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(s, timeout=30) as r:  # noqa: S310 - canonical dataset URL
+                return r.read().decode("utf-8-sig").splitlines()
+        except OSError as e:
+            raise DataError(
+                f"could not download {s}: {e}. Offline? Set HETFB_DATA_DIR to a local "
+                "mirror in the layout of shared/data."
+            ) from None
+    try:
+        return Path(s).read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not data
+    except OSError as e:
+        raise DataError(f"cannot read {s}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(not_utf8(s, e)) from None
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """`sha256:<16 hex>` of a local file's content (remembered per size and mtime in this process)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = "sha256:" + h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def fingerprint_files(files: dict[str, str]) -> dict[str, str]:
+    """name -> content hash of each local file; a Hub id or URL is recorded as itself (`remote`), a local
+    file that does not exist as `missing` (its reader then says so)."""
+    out = {}
+    for name, where in files.items():
+        if where.startswith(("hub:", "url:", "http://", "https://")):
+            out[name] = f"remote {where}"
+        else:
+            out[name] = file_digest(where) if Path(where).is_file() else f"missing {where}"
+    return out
+
+
+def not_utf8(path, err: UnicodeDecodeError) -> str:
+    return (
+        f"{path} is not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at offset {err.start}): "
+        f"expected UTF-8 JSON lines or CSV. Convert it, e.g. `iconv -f latin1 -t utf-8 {Path(path).name} "
+        f"> fixed{Path(path).suffix}`, and point the source's `path` at the converted file."
+    )
+
+
+def empty_file(path, expected: str) -> str:
+    return f"{path} is empty: expected {expected}. Fill it, or remove the source from data.sources of the params file."
+
+
+def iter_jsonl(lines: Iterable[str], source: str, drops: Drops) -> Iterator[dict]:
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            drops.add(source, "malformed_json", f"line {i}: {e}")
+            continue
+        if not isinstance(row, dict):
+            drops.add(source, "malformed_json", f"line {i}: not an object")
+            continue
+        yield row
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    """Rows of a local JSONL file; malformed lines are skipped and passed on as one
+    `{"__malformed__": n}` marker that the format parsers count as drops."""
+    drops = Drops()
+    rows = list(iter_jsonl(read_text_lines(path), str(path), drops))
+    if drops.counts:
+        rows.append({"__malformed__": sum(drops.counts.values())})
+    return rows
+
+
+def hub_rows(dataset_id: str, config: str | None, split: str) -> list[dict]:
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(dataset_id, config, split=split)
+    except Exception as e:  # offline, unknown id, gated ...
+        raise DataError(
+            f"could not load Hub dataset '{dataset_id}' (config={config}, split={split}): "
+            f"{type(e).__name__}: {str(e)[:200]}. Offline? Set HETFB_DATA_DIR to a local "
+            "mirror in the layout of shared/data (export HETFB_DATA_DIR=../shared/data)."
+        ) from None
+    return [dict(r) for r in ds]
+
+
+def json_rows(path: Path) -> list[dict]:
+    """Rows of a local `.json` file: a JSON array of objects, or (as `.jsonl`) one object per line."""
+    lines = read_text_lines(path)
+    text = "\n".join(lines).strip()
+    if not text.startswith("["):
+        return jsonl_rows(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); expected a JSON "
+            "array of objects, or one JSON object per line"
+        ) from None
+    rows = [r for r in data if isinstance(r, dict)]
+    if len(rows) < len(data):
+        rows.append({"__malformed__": len(data) - len(rows)})
+    return rows
+
+
+def csv_rows(path: Path, sep: str) -> list[dict]:
+    """Rows of a CSV / TSV file, every value as written: `None`, `NA` and numbers stay text (a column that is
+    empty in a row is None); a row with more fields than the header is one DataError naming its line."""
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(empty_file(path, "a header row naming the columns, then one row per response")) from None
+    except UnicodeDecodeError as e:
+        raise DataError(not_utf8(path, e)) from None
+    except pd.errors.ParserError as e:
+        raise DataError(
+            f"{path}: {str(e).strip().rstrip('.')} (the header has the column names, each row must have "
+            f"as many fields: quote a field that contains {sep!r})"
+        ) from None
+    return [{k: (v if v != "" else None) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def read_table(path: str, split: str | None = None) -> list[dict]:
+    """Rows of a jsonl/json/csv/tsv/parquet file or a Hub dataset id (generic source types)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix in (".jsonl", ".json"):
+            rows = jsonl_rows(p) if suffix == ".jsonl" else json_rows(p)
+            if not rows:
+                raise DataError(
+                    empty_file(
+                        p,
+                        "one JSON object per line"
+                        if suffix == ".jsonl"
+                        else "a JSON array of objects (or one JSON object per line)",
+                    )
+                )
+            return rows
+        if suffix in (".csv", ".tsv"):
+            return csv_rows(p, "\t" if suffix == ".tsv" else ",")
+        if suffix == ".parquet":
+            return pd.read_parquet(p).to_dict("records")
+        raise DataError(f"{p}: unsupported file type '{suffix}' (use .jsonl, .json, .csv, .tsv, .parquet)")
+    if p.suffix or "/" not in path or path.startswith((".", "/", "~")):
+        raise DataError(f"data file '{path}' not found (and it does not look like a Hub dataset id)")
+    return hub_rows(path, None, split or "train")
+
+
+def check_columns(rows: list[dict], needed: dict[str, str], where: str) -> None:
+    """Every column in `needed` (column -> the params key that names it) is in the rows: otherwise one
+    DataError naming the missing column, the key to set, and the columns the file has."""
+    have = list(dict.fromkeys(k for r in rows[:1000] for k in r if k != "__malformed__"))
+    missing = [c for c in needed if c not in have]
+    if missing and have:
+        keys = ", ".join(f"`{needed[c]}`" for c in missing)
+        raise DataError(
+            f"{where}: column(s) {missing} not found; the file has columns {have}. Name the right "
+            f"column(s) with {keys} in the source's entry of data.sources"
+        )

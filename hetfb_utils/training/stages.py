@@ -1,0 +1,303 @@
+"""What every training stage shares: where a model lives, its key and manifest (base model, variant data
+hash, params hash, the seeds, steps, metrics, wall time), skip-when-done, the stage store shared by runs,
+resume from the last Trainer checkpoint, the stop on a non-finite loss, and the train / held-out split
+of a variant (by whole groups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..common.errors import TrainingError
+from ..common.params import Params
+
+# A notice from inside the libraries that our code cannot avoid: transformers 5.23 deprecates
+# `PreTrainedModel.is_gradient_checkpointing`, which trl 1.12 still reads (its PPOTrainer and
+# `unwrap_model_for_generation`). Exactly that message is filtered.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+# --------------------------------------------------------------------------- shared helpers
+def stage_dir(params: Params, variant: str, stage: str) -> Path:
+    return params.run_dir / "models" / variant / stage
+
+
+def stage_key(params: Params, variant: str, stage: str, data_hash: str, parents: list[str] = ()) -> dict:
+    section = {"sft": "sft", "reward": "reward", "ppo": "rl", "dpo": "rl"}[stage]
+    return {
+        "stage": stage,
+        "variant": variant,
+        "base_model": params.model.name_or_path,
+        "data_hash": data_hash,
+        "seeds": {"data": params.data_seed, "training": params.training_seed},
+        "params_hash": params.digest("model", section, "data_seed", "training_seed"),
+        "parents": list(parents),
+    }
+
+
+def finished(params: Params, variant: str, stage: str, key: dict) -> dict | None:
+    """The manifest of a completed stage with the same inputs, else None."""
+    m = stage_dir(params, variant, stage) / "manifest.json"
+    if not m.is_file():
+        return None
+    man = json.loads(m.read_text())
+    return man if man.get("key") == key else None
+
+
+def require(params: Params, variant: str, stage: str) -> dict:
+    m = stage_dir(params, variant, stage) / "manifest.json"
+    if not m.is_file():
+        raise TrainingError(f"stage '{stage}' of variant '{variant}' has not been trained ({m} missing): run it first")
+    return json.loads(m.read_text())
+
+
+def begin_stage(
+    params: Params, variant: str, stage: str, parents: tuple[str, ...] = (), force: bool = False, resumable: bool = True
+):
+    """Common start of a training stage: the variant and its hash, the stage key (inputs + the
+    parent stages' params), the manifest if already done, a clean directory when forced (or
+    when the stage cannot resume). Returns (dataset, key, out_dir, done_manifest | None)."""
+    from ..common import distributed
+    from ..selection import content_hash, load_variant
+
+    distributed.init()  # several processes: join the group before any file
+    parent_hashes = [require(params, variant, s)["key"]["params_hash"] for s in parents]
+    ds = load_variant(params, variant)
+    key = stage_key(params, variant, stage, content_hash(ds.to_pandas()), parent_hashes)
+    out = stage_dir(params, variant, stage)
+    done = None if force else finished(params, variant, stage, key)
+    if done is None and not force:
+        done = reuse_stored(params, variant, stage, key)
+    if done is None:
+        started_key = out / "started.json"  # which inputs the checkpoints in `out` belong to
+        with distributed.main_first():  # one process resets the directory, the others find it
+            same_inputs = started_key.is_file() and json.loads(started_key.read_text()) == key
+            if distributed.is_main():
+                if out.exists() and (force or not resumable or not same_inputs):
+                    shutil.rmtree(out)  # never resume a checkpoint of other data or params
+                from ..common.report import atomic_write_json
+
+                atomic_write_json(key, started_key)
+        from transformers import set_seed  # LoRA / head initialisation: same seed, same model
+
+        set_seed(params.training_seed)
+    return ds, key, out, done
+
+
+# --------------------------------------------------------------------------- the stage store
+def store_dir(params: Params, key: dict) -> Path:
+    """Where a finished stage is kept for every run: `<cache_dir>/stages/<hash>`, the hash of its
+    inputs (the stage key without the variant's name: the data hash names the data) and of the
+    training code (`version.code_version("training")`)."""
+    from ..common.version import code_version
+
+    k = {kk: vv for kk, vv in key.items() if kk != "variant"}
+    h = hashlib.sha256(json.dumps([k, code_version("training")], sort_keys=True).encode()).hexdigest()[:20]
+    return params.cache_path / "stages" / h
+
+
+def _copy_dir(src: Path, dst: Path) -> None:
+    """Copy a directory so that `dst` appears complete or not at all."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoints", "started.json"))
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
+def store_stage(params: Params, key: dict, out: Path) -> None:
+    if params.training.reuse_stages:
+        dst = store_dir(params, key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy_dir(out, dst)
+
+
+def reuse_stored(params: Params, variant: str, stage: str, key: dict) -> dict | None:
+    """A stage with the same inputs finished by any run: copied here, its manifest saying from
+    where (`reused_from`). None when there is none or reuse is off."""
+    from ..common import distributed
+    from ..common.report import atomic_write_json
+
+    src = store_dir(params, key)
+    if not params.training.reuse_stages or not (src / "manifest.json").is_file():
+        return None
+    out = stage_dir(params, variant, stage)
+    with distributed.main_first():
+        if distributed.is_main():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _copy_dir(src, out)
+            man = json.loads((out / "manifest.json").read_text())
+            origin = man.get("reused_from") or {
+                "run": man.get("run"),
+                "variant": man.get("variant"),
+                "created": man.get("created"),
+            }
+            man.update({"key": key, "variant": variant, "reused_from": {**origin, "store": str(src)}})
+            atomic_write_json(man, out / "manifest.json")
+    man = json.loads((out / "manifest.json").read_text())
+    if distributed.is_main():
+        print(
+            f"{stage} [{variant}]: the same inputs were trained by run '{man['reused_from']['run']}' "
+            f"({src}): reused, not retrained"
+        )
+    return man
+
+
+def last_checkpoint(out: Path) -> str | None:
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def save_adapter(model, out: Path, tok=None) -> None:
+    """The trained adapter (and tokenizer), written by the main process only."""
+    from ..common.distributed import is_main
+
+    if is_main():
+        model.save_pretrained(out)
+        if tok is not None:
+            tok.save_pretrained(out)
+
+
+def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer, metrics: dict, started: float) -> dict:
+    """The stage's manifest (every process returns it; the main process writes it, with the log
+    history, and drops the checkpoints); the processes leave together."""
+    from ..common import distributed
+    from ..common.report import atomic_write_json, provenance
+
+    out = stage_dir(params, variant, stage)
+    trainer_state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+    log = trainer_state.get("log_history", [])
+    man = {
+        "key": key,
+        "stage": stage,
+        "variant": variant,
+        "seed": params.training_seed,
+        "seeds": params.seeds,
+        "steps": trainer_state.get("global_step"),
+        "world_size": distributed.world_size(),
+        "metrics": metrics,
+        "wall_time_s": round(time.time() - started, 1),
+        **provenance(params),
+    }
+    if distributed.is_main():
+        atomic_write_json(log, out / "log_history.json")
+        atomic_write_json(man, out / "manifest.json")
+        ck = out / "checkpoints"
+        if ck.exists():
+            shutil.rmtree(ck)
+        store_stage(params, key, out)
+    distributed.barrier()
+    return man
+
+
+def train_loss(trainer, result) -> float:
+    """Mean training loss over every logged step, including those before a resume (the Trainer's
+    own `training_loss` covers only the steps run since the last restart)."""
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return float(sum(losses) / len(losses)) if losses else result.training_loss
+
+
+def stage_callbacks(stage: str, variant: str, out: Path) -> list:
+    """What every training stage's Trainer gets: the stop on a non-finite loss and the progress
+    line for the runner's console."""
+    from ..common.progress import callback
+
+    return [finite_loss_callback(stage, variant, out), callback(stage, variant)]
+
+
+def finite_loss_callback(stage: str, variant: str, out: Path):
+    from transformers import TrainerCallback
+
+    class StopOnNonFinite(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            for k in ("loss", "train_loss", "objective/scores", "loss/policy_avg"):
+                v = (logs or {}).get(k)
+                if v is not None and not math.isfinite(float(v)):
+                    raise TrainingError(
+                        f"{stage} on variant '{variant}' stopped: {k} = {v} at step "
+                        f"{state.global_step}. Last good checkpoint kept in "
+                        f"{out / 'checkpoints'}; lower the learning rate and re-run."
+                    )
+
+    return StopOnNonFinite()
+
+
+def fit_text(tok, prompt: str, response: str, max_length: int) -> tuple[str, str]:
+    """Truncate so tokens(prompt + response) <= max_length: the prompt keeps its end (the
+    question), the response its beginning. Trainers would otherwise drop over-long rows."""
+    p_ids = tok(prompt, add_special_tokens=False).input_ids
+    r_ids = tok(response, add_special_tokens=False).input_ids
+    budget = max_length - 8
+    if len(p_ids) + len(r_ids) <= budget:
+        return prompt, response
+    p_keep = min(len(p_ids), max(budget // 2, budget - len(r_ids)))
+    r_keep = budget - p_keep
+    prompt = tok.decode(p_ids[len(p_ids) - p_keep :]) if p_keep < len(p_ids) else prompt
+    response = tok.decode(r_ids[:r_keep]) if r_keep < len(r_ids) else response
+    return prompt, response
+
+
+def split_groups(ds) -> list[str]:
+    """Rows that must stay on one side of a train/eval split. WinoGrande comes in twins: two
+    sentences that differ in a trigger word and swap the answer between the same two options. With
+    one twin trained on and the other held out, a model that memorises "option X wins here" is
+    pushed *below* chance on the held-out twin, so twins (rows of a source sharing their pair of
+    options) form one group; every other row is a group of its own."""
+    cols = set(ds.column_names)
+    if not {"option1", "option2", "source"} <= cols:
+        return [str(i) for i in range(len(ds))]
+    return [
+        f"{s}\x00{min(a.lower(), b.lower())}\x00{max(a.lower(), b.lower())}" if a and b else f"row\x00{i}"
+        for i, (s, a, b) in enumerate(zip(ds["source"], ds["option1"], ds["option2"]))
+    ]
+
+
+def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None, eval_max_rows: int | None = None):
+    """(train, eval) split of a variant by whole groups (`split_groups`), seeded; eval is None when
+    fraction is 0 and holds at most `eval_max_rows` (the rest of the held-out rows are not trained on)."""
+    if max_rows is not None and len(ds) > max_rows:
+        ds = ds.shuffle(seed=seed).select(range(max_rows))
+    n_eval = int(round(fraction * len(ds)))
+    if n_eval == 0 or len(ds) - n_eval < 1:
+        return ds, None
+    groups = split_groups(ds)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    held: list[int] = []
+    for g in order:
+        if len(held) >= n_eval:
+            break
+        held.extend(members[g])
+    if len(held) >= len(ds):
+        return ds, None
+    held_set = set(held)
+    train = ds.select([i for i in range(len(ds)) if i not in held_set])
+    return train, ds.select(held[:eval_max_rows] if eval_max_rows is not None else held)
+
+
+def preference_rows(ds, tok, params: Params, max_length: int):
+    """prompt (formatted), chosen, rejected as plain strings (shared by reward model and DPO)."""
+    from ..models.loading import format_prompt
+
+    def fmt(r):
+        prompt = format_prompt(tok, r["prompt"], r["context"], params)
+        p, c = fit_text(tok, prompt, r["chosen"], max_length)
+        p2, rj = fit_text(tok, prompt, r["rejected"], max_length)
+        p = p if len(p) <= len(p2) else p2
+        return {"prompt": p, "chosen": c, "rejected": rj}
+
+    return ds.map(fmt, remove_columns=ds.column_names)

@@ -1,0 +1,79 @@
+"""What a run's training produced, for the notebooks and the tables: each stage's final metrics (with the
+reward model's Wilson interval), the Trainer's log history, training curves."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from ..common.params import Params
+from ..common.report import pyplot
+from .stages import stage_dir
+
+
+def log_frame(params: Params, variant: str, stage: str) -> pd.DataFrame:
+    p = stage_dir(params, variant, stage) / "log_history.json"
+    if not p.is_file():
+        return pd.DataFrame()
+    df = pd.DataFrame(json.loads(p.read_text()))
+    df.insert(0, "variant", variant)
+    return df
+
+
+def training_summary(params: Params) -> pd.DataFrame:
+    """Final metrics of every trained stage of the run, one row per variant."""
+    rows = []
+    for v in params.train_variants:
+        row: dict[str, Any] = {"variant": v}
+        for stage in ("sft", "reward", "ppo", "dpo"):
+            m = stage_dir(params, v, stage) / "manifest.json"
+            if not m.is_file():
+                continue
+            man = json.loads(m.read_text())
+            for k, val in (man.get("metrics") or {}).items():
+                if isinstance(val, dict):  # e.g. reward accuracy per source
+                    row.update({f"{stage}.{k}.{sub}": x for sub, x in val.items()})
+                else:
+                    row[f"{stage}.{k}"] = val
+            row[f"{stage}.seconds"] = man.get("wall_time_s")
+            row[f"{stage}.steps"] = man.get("steps")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
+        df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
+    if "reward.eval_accuracy" in df:  # Wilson 95 % CI of the held-out pairwise accuracy
+        from ..common.stats import proportion
+
+        n = df.get("reward.eval_pairs", df.get("reward.eval_rows"))
+        cis = [
+            proportion(int(round(a * k)), int(k)) if pd.notna(a) and pd.notna(k) and k else None
+            for a, k in zip(df["reward.eval_accuracy"], n if n is not None else [None] * len(df))
+        ]
+        df["reward.eval_accuracy_lo"] = [c["lo"] if c else None for c in cis]
+        df["reward.eval_accuracy_hi"] = [c["hi"] if c else None for c in cis]
+        df["reward.at_chance (CI covers 0.5)"] = [c["at_chance"] if c else None for c in cis]
+    if "reward.eval_p_value" in df:
+        df["reward.above_chance (p<0.05)"] = df["reward.eval_p_value"] < 0.05
+    elif "reward.eval_accuracy" in df:
+        df["reward.above_chance"] = df["reward.eval_accuracy"] > 0.5
+    if "ppo.probe_reward_after" in df:
+        df["ppo.reward_rising (probe)"] = df["ppo.probe_reward_after"] > df["ppo.probe_reward_before"]
+    elif "ppo.reward_second_half" in df:
+        df["ppo.reward_rising"] = df["ppo.reward_second_half"] > df["ppo.reward_first_half"]
+    return df
+
+
+def fig_curves(log: pd.DataFrame, metrics: list[str], title: str, x: str = "step"):
+    """Training curves (one line per variant) for the given log keys."""
+    plt, sns = pyplot()
+    metrics = [m for m in metrics if m in log.columns]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        d = log[log[m].notna()]
+        sns.lineplot(d, x=x, y=m, hue="variant", marker="o", ax=ax)
+        ax.set_title(m)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
