@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         help="RESULTS.md from finished runs: Table 1 with intervals beside the paper's, "
         "the other tables, the controls and seeds conclusions, stamped with run, commit, params, machine",
     )
-    rs.add_argument("runs", nargs="*", metavar="RUN_DIR_OR_PARAMS",
-                    help="default: outputs/quickstart (else every finished run) and every outputs/compare/*")
+    rs.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN_DIR_OR_PARAMS",
+        help="default: outputs/quickstart (else every finished run) and every outputs/compare/*",
+    )
     rs.add_argument(
         "--compare",
         action="append",
@@ -70,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a comparison written by `compare` / `seeds` (its conclusions are quoted)",
     )
     rs.add_argument("--out", default="RESULTS.md", help="the file to write (default RESULTS.md)")
-    rs.add_argument("--readme", action="store_true", help="also rewrite the README's block of current verdicts "
-                    "(the claims of the last comparison given)")
+    rs.add_argument(
+        "--readme",
+        action="store_true",
+        help="also rewrite the README's block of current verdicts (the claims of the last comparison given)",
+    )
 
     t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
     t.add_argument("stage", choices=["sft", "reward", "ppo", "dpo", "rl"])

@@ -86,10 +86,20 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
     assert warm["last_invocation_s"] < 30
     # RESULTS.md generated from the run: Table 1 beside the paper's, the other tables, stamped
     from hetfb_utils.analysis.results import write_results
+
     text = write_results([run], tmp_path / "RESULTS.md").read_text()
-    for needle in ("## Run `tiny`", "Table 1 (WinoBias), ours beside the paper's", "Bias [paper]", "0.4585",
-                   "one training seed", "WinoGrande accuracy", "seeds: data 42, training 42, evaluation 42",
-                   "forward", "GFLOP/s", f"git {manifest['git']}"):
+    for needle in (
+        "## Run `tiny`",
+        "Table 1 (WinoBias), ours beside the paper's",
+        "Bias [paper]",
+        "0.4585",
+        "one training seed",
+        "WinoGrande accuracy",
+        "seeds: data 42, training 42, evaluation 42",
+        "forward",
+        "GFLOP/s",
+        f"git {manifest['git']}",
+    ):
         assert needle in text, needle
     # an evaluation-only change re-runs only notebook 05 (training is not redone)
     logs.clear()
@@ -215,8 +225,14 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
 
     from hetfb_utils.analysis import comparison
     from hetfb_utils.pipeline.runner import NOTEBOOK_DIR, run_seeds
-    over = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}", "rl.algorithm=none", "selection.fractions=[0.5]",
-                             "selection.wino_variant=false", "run_name=grp"]
+
+    over = tiny_overrides + [
+        f"cache_dir={tmp_path / 'own-cache'}",
+        "rl.algorithm=none",
+        "selection.fractions=[0.5]",
+        "selection.wino_variant=false",
+        "run_name=grp",
+    ]
     logs: list[str] = []
     runs = run_seeds("params/tiny.yaml", [42, 43], over, log=logs.append)
     assert [Path(r).name for r in runs] == ["grp-s42", "grp-s43"]
@@ -227,7 +243,7 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     sft = json.loads((Path(runs[1]) / "models" / "hd-0.5" / "sft" / "manifest.json").read_text())
     assert sft["key"]["seeds"] == {"data": 42, "training": 43} and "reused_from" not in sft
     results = {r["model"]: r for r in json.loads((Path(runs[1]) / "eval" / "results.json").read_text())}
-    assert results["Base"]["winobias"]["produced_by_run"] == "grp-s42"           # Base: evaluated once
+    assert results["Base"]["winobias"]["produced_by_run"] == "grp-s42"  # Base: evaluated once
     assert results["HD-0.5-S"]["winobias"]["produced_by_run"] == "grp-s43"
     first = {r["model"]: r for r in json.loads((Path(runs[0]) / "eval" / "results.json").read_text())}
     assert first["HD-0.5-S"]["winobias"]["items"]["id"] == results["HD-0.5-S"]["winobias"]["items"]["id"]
@@ -237,31 +253,43 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     vb = vb[(vb.reference == "Base") & (vb.table == "table1_winobias")]
     assert len(vb) == 5 and set(vb["conclusion"]) == {f"recipe (2 vs 0 seeds x {vb['items'].iloc[0]} items)"}
     aa = out["aa_summary"].set_index("test")
-    assert aa.loc["item-level (one seed vs one seed)", "comparisons"] == 5          # 1 pair x 5 metrics
+    assert aa.loc["item-level (one seed vs one seed)", "comparisons"] == 5  # 1 pair x 5 metrics
     assert set(out["claims"]["verdict"]) <= {"supported", "contradicted", "not distinguishable", "not tested"}
     assert (saved / "table1_recipe.md").is_file() and (saved / "claims.md").is_file()
     from hetfb_utils.analysis.results import README_END, README_START, update_readme
+
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
-    assert update_readme(saved, readme) and not update_readme(saved, readme)     # generated; then up to date
+    assert update_readme(saved, readme) and not update_readme(saved, readme)  # generated; then up to date
     block = readme.read_text()
     assert "C1: The filtered heterogeneous mix" in block and "**not tested**" in block and "rest" in block
     nb = tmp_path / "06.ipynb"
-    pm.execute_notebook(str(NOTEBOOK_DIR / "06_compare_runs.ipynb"), str(nb), kernel_name="python3",
-                        parameters={"runs": runs, "out_dir": str(tmp_path / "cmp06")}, cwd=str(NOTEBOOK_DIR),
-                        progress_bar=False)
+    pm.execute_notebook(
+        str(NOTEBOOK_DIR / "06_compare_runs.ipynb"),
+        str(nb),
+        kernel_name="python3",
+        parameters={"runs": runs, "out_dir": str(tmp_path / "cmp06")},
+        cwd=str(NOTEBOOK_DIR),
+        progress_bar=False,
+    )
     text = nb.read_text()
     assert "recipe (2 vs 0 seeds" in text and "A/A" in text
 
 
 MIXES = {
-    "no-oasst": lambda f: "[{name: winogrande, type: winogrande, split: train_xs, max_rows: 16}, "
-    "{name: winobias, type: winobias, split: dev, max_rows: 12}, "
-    f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]",
-    "no-winogrande": lambda f: "[{name: oasst, type: oasst, split: validation, label: detoxify.toxicity, "
-    "heldout_fraction: 0.2, max_rows: 24}, {name: winobias, type: winobias, split: dev, max_rows: 12}]",
-    "numeric-and-pairwise": lambda f: f"[{{name: scored, type: numeric, path: {f['numeric']}, label: score}}, "
-    f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]",
+    "no-oasst": lambda f: (
+        "[{name: winogrande, type: winogrande, split: train_xs, max_rows: 16}, "
+        "{name: winobias, type: winobias, split: dev, max_rows: 12}, "
+        f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]"
+    ),
+    "no-winogrande": lambda f: (
+        "[{name: oasst, type: oasst, split: validation, label: detoxify.toxicity, "
+        "heldout_fraction: 0.2, max_rows: 24}, {name: winobias, type: winobias, split: dev, max_rows: 12}]"
+    ),
+    "numeric-and-pairwise": lambda f: (
+        f"[{{name: scored, type: numeric, path: {f['numeric']}, label: score}}, "
+        f"{{name: chat, type: pairwise, path: {f['pairwise']}}}]"
+    ),
 }
 
 
@@ -271,10 +299,16 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
     a chat-format pairwise file alone. The worked examples pick from the sources the mix has and say what
     they skipped."""
     from conftest import write_mix_files
+
     files = write_mix_files(tmp_path / "data", mirror, n=20)
-    over = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}", f"run_name=mix-{mix}", "selection.fractions=[1.0]",
-                             f"data.sources={MIXES[mix](files)}", "selection.wino_variant=false",
-                             "selection.n_clusters=2"]
+    over = tiny_overrides + [
+        f"cache_dir={tmp_path / 'own-cache'}",
+        f"run_name=mix-{mix}",
+        "selection.fractions=[1.0]",
+        f"data.sources={MIXES[mix](files)}",
+        "selection.wino_variant=false",
+        "selection.n_clusters=2",
+    ]
     man = execute("params/tiny.yaml", over, log=lambda *_: None)
     assert all(s["status"] == "done" for s in man["stages"].values()), man["stages"]
     run = load_params("tiny", over).run_dir

@@ -164,10 +164,71 @@ def comparison_section(d: Path) -> str:
     return "\n".join(lines)
 
 
-def write_results(runs: list[str | Path], out: str | Path = "RESULTS.md", compare_dirs: list[str | Path] = ()) -> Path:
-    """Write RESULTS.md from finished runs and comparisons; returns its path."""
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def discover(output_root: Path) -> tuple[list[Path], list[Path]]:
+    """What `results` reads when given nothing: the quickstart run (else every finished run) and every comparison
+    (`<output_root>/compare/*` with a summary)."""
+    runs = sorted(p.parent.parent for p in output_root.glob("*/eval/results.json"))
+    quick = [r for r in runs if r.name == "quickstart"]
+    compares = sorted(p.parent for p in (output_root / "compare").glob("*/summary.md"))
+    return quick or runs, compares
+
+
+def claims_block(compare_dir: Path) -> str:
+    """The README's current verdicts: the claims table of one comparison, with where and when it was made."""
+    from ..common.stats import fmt_ci
+
+    df = pd.read_csv(Path(compare_dir) / "claims.csv")
+    rows = []
+    for _, r in df.iterrows():
+        interval = fmt_ci(r["estimate"], r["lo"], r["hi"]) if pd.notna(r.get("estimate")) else "–"
+        det = f"{r['detectable_80']:.3g}" if pd.notna(r.get("detectable_80")) else "–"
+        rows.append(
+            {
+                "claim": f"{r['id']}: {r['claim']}",
+                "comparison": f"{r['comparison']}, {r['metric']}",
+                "verdict": f"**{r['verdict']}**",
+                "difference [95 % CI]": interval,
+                "evidence": r["conclusion"],
+                "detectable at 80 %": det,
+            }
+        )
+    when = _dt.datetime.fromtimestamp((Path(compare_dir) / "claims.csv").stat().st_mtime, _dt.timezone.utc)
+    return (
+        f"From `{Path(compare_dir).name}` ({when:%Y-%m-%d}); the paper's numbers are LLaMA-7B's, these are "
+        "SmolLM2-135M's on a CPU budget.\n\n" + _md(pd.DataFrame(rows))
+    )
+
+
+def update_readme(compare_dir: Path, readme: Path | None = None) -> bool:
+    """Rewrite the README's results block from a comparison's claims; True when it changed."""
+    from ..common.params import REPO_ROOT
     from ..common.report import atomic_write_text
 
+    readme = readme or REPO_ROOT / "README.md"
+    text = readme.read_text()
+    a, b = text.index(README_START) + len(README_START), text.index(README_END)
+    new = text[:a] + "\n" + claims_block(compare_dir) + "\n" + text[b:]
+    if new != text:
+        atomic_write_text(new, readme)
+    return new != text
+
+
+def write_results(
+    runs: list[str | Path], out: str | Path = "RESULTS.md", compare_dirs: list[str | Path] = (), readme: bool = False
+) -> Path:
+    """Write RESULTS.md from finished runs and comparisons (none given: `discover`); with `readme`, also the
+    README's block of current verdicts from the comparison with the most training seeds. Returns RESULTS.md's
+    path."""
+    from ..common.params import REPO_ROOT
+    from ..common.report import atomic_write_text
+
+    if not runs and not compare_dirs:
+        runs, compare_dirs = discover(REPO_ROOT / "outputs")
+        if not runs and not compare_dirs:
+            raise FileNotFoundError("no finished run under outputs/: run `make reproduce` (or give run directories)")
     loaded = [load_run(r) for r in runs]
     head = [
         "# Results",
@@ -186,5 +247,10 @@ def write_results(runs: list[str | Path], out: str | Path = "RESULTS.md", compar
     atomic_write_text("\n".join(head + body) + "\n", path)
     with_claims = [Path(c) for c in compare_dirs if (Path(c) / "claims.csv").is_file()]
     if readme and with_claims:
-        update_readme(with_claims[-1])
+        update_readme(max(with_claims, key=_seeds_in))  # the comparison with the most training seeds
     return path
+
+
+def _seeds_in(compare_dir: Path) -> int:
+    groups = Path(compare_dir) / "groups.csv"
+    return int(pd.read_csv(groups)["k"].max()) if groups.is_file() and groups.stat().st_size > 1 else 0

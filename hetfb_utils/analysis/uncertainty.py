@@ -277,7 +277,7 @@ def save_interval_tables(results: list[dict], params: Params) -> dict:
             params,
             markdown=wide_with_intervals(df),
             footnote=READING,
-            caption=f"{name}: 95 % confidence intervals over the evaluation items",
+            caption=f"{name}: 95 % confidence intervals over the evaluation items (one training seed)",
         )
     t1_md, note = (
         table1_with_intervals(ci["table1_winobias"], results, params) if "table1_winobias" in ci else (None, None)
@@ -288,7 +288,8 @@ def save_interval_tables(results: list[dict], params: Params) -> dict:
         params,
         markdown=t1_md,
         footnote=note,
-        caption=f"Table 1 (ours, {params.model.name_or_path}), with 95 % confidence intervals",
+        caption=f"Table 1 (ours, {params.model.name_or_path}), with 95 % confidence intervals over the evaluation "
+        "items (one training seed: conclusions about these models)",
     )
     if len(diffs):
         save_table(

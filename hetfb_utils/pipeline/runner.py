@@ -338,7 +338,6 @@ def machine_facts(params: Params) -> dict:
     import platform
 
     import torch
-
     from transformers.utils import logging as hf_logging
 
     from ..models.loading import forward_flop_rate
@@ -346,7 +345,7 @@ def machine_facts(params: Params) -> dict:
     hf_logging.disable_progress_bar()  # the runner's console shows the notebooks' progress, not a weight loader's
     facts = {
         "cores": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -356,6 +355,14 @@ def machine_facts(params: Params) -> dict:
         facts["forward_gflops"] = None
         facts["forward_error"] = f"{type(e).__name__}: {str(e)[:200]}"
     return facts
+
+
+def _cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), None)
 
 
 def _read_manifest(path: Path) -> dict:

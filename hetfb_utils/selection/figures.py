@@ -26,7 +26,7 @@ def fig_selection(sel: pd.DataFrame, variant: str):
         ax=ax[1],
     )
     ax[1].set_title(f"{variant}: kept vs dropped")
-    scored = sel.assign(status=kept)[sel["quality"].notna()]   # (assigning to an empty frame adopts the index)
+    scored = sel.assign(status=kept)[sel["quality"].notna()]  # (assigning to an empty frame adopts the index)
     if len(scored):
         sns.histplot(
             scored,
