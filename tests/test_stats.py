@@ -164,3 +164,42 @@ def test_recipe_level_separates_a_recipe_effect_from_one_lucky_seed(tiny):
     assert [g.k for g in R.seed_groups(other)] == [1, 1]
     one = recipes.recipe_table(R.seed_groups(runs[:1]))
     assert set(one.loc[one.model != "Base", "conclusion"]) == {recipes.ONE_SEED}
+
+
+def test_claim_verdicts_follow_the_interval_and_either_order_of_the_pair():
+    from hetfb_utils.analysis.claims import CLAIMS, Claim, score_claims, verdict
+
+    lower = Claim("X", "A lowers Bias", "test", "A", "B", "Bias", "lower")
+    assert verdict(lower, -0.05, -0.07, -0.03, True) == "supported"
+    assert verdict(lower, 0.03, 0.01, 0.05, True) == "contradicted"
+    assert verdict(lower, -0.005, -0.02, 0.01, False) == "not distinguishable"
+    keep = Claim("Y", "A keeps Accuracy", "test", "A", "B", "Accuracy", "not worse (higher)", 0.05)
+    assert verdict(keep, -0.015, -0.04, 0.01, False) == "supported"  # worse by at most 0.04 < 0.05
+    assert verdict(keep, -0.07, -0.08, -0.06, True) == "contradicted"
+    assert verdict(keep, -0.03, -0.07, 0.01, False) == "not distinguishable"
+    row = {
+        "table": "table1_winobias",
+        "group": "g",
+        "reference_group": "g",
+        "p": 0.01,
+        "real": True,
+        "seeds": "5 vs 5",
+        "conclusion": "recipe (5 vs 5 seeds x 400 items)",
+        "detectable_80": 0.02,
+    }
+    diffs = pd.DataFrame(
+        [
+            {
+                **row,
+                "model": "RAND-0.2-S",
+                "reference": "HD-0.2-S",
+                "metric": "Bias",
+                "estimate": 0.04,
+                "lo": 0.01,
+                "hi": 0.07,
+            }
+        ]
+    )
+    c9 = score_claims(diffs, [c for c in CLAIMS if c.id == "C9"]).iloc[0]  # HD-0.2-S − RAND-0.2-S: the pair reversed
+    assert c9["verdict"] == "supported" and c9["estimate"] == -0.04 and (c9["lo"], c9["hi"]) == (-0.07, -0.01)
+    assert score_claims(diffs, [c for c in CLAIMS if c.id == "C8"]).iloc[0]["verdict"] == "not tested"

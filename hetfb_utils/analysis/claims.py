@@ -150,10 +150,15 @@ def verdict(claim: Claim, estimate: float, lo: float, hi: float, real: bool) -> 
 
 
 def score_claims(diffs: pd.DataFrame, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
-    """Each claim with its verdict from `recipe_differences` (Table-1 rows; the group with the most seeds
-    where both models exist), the interval behind it and the smallest effect that design detects."""
+    """Each claim with its verdict from `recipe_differences` (Table-1 rows, within a group, in either order; the
+    group with the most seeds where both models exist), the interval behind it and the smallest effect that
+    design detects."""
     rows = []
     t1 = diffs[diffs["table"] == "table1_winobias"] if len(diffs) else diffs
+    if len(t1):
+        t1 = t1[t1["group"] == t1["reference_group"]]
+        flipped = t1.rename(columns={"model": "reference", "reference": "model", "lo": "hi", "hi": "lo"})
+        t1 = pd.concat([t1, flipped.assign(estimate=-flipped["estimate"], lo=-flipped["lo"], hi=-flipped["hi"])])
     for c in claims:
         base = {
             "id": c.id,
@@ -164,12 +169,7 @@ def score_claims(diffs: pd.DataFrame, claims: list[Claim] = CLAIMS) -> pd.DataFr
             "expected": c.expect + (f", margin {c.margin:g}" if c.margin else ""),
         }
         hit = (
-            t1[
-                (t1["model"] == c.model)
-                & (t1["reference"] == c.reference)
-                & (t1["metric"] == c.metric)
-                & (t1["group"] == t1["reference_group"])
-            ]
+            t1[(t1["model"] == c.model) & (t1["reference"] == c.reference) & (t1["metric"] == c.metric)]
             if len(t1)
             else t1
         )
@@ -180,7 +180,7 @@ def score_claims(diffs: pd.DataFrame, claims: list[Claim] = CLAIMS) -> pd.DataFr
             continue
         r = (
             hit.assign(_k=hit["seeds"].map(lambda s: max(int(x) for x in str(s).split(" vs "))))
-            .sort_values("_k", ascending=False)
+            .sort_values("_k", ascending=False, kind="stable")
             .iloc[0]
         )
         rows.append(

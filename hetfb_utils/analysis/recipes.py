@@ -13,6 +13,11 @@ the same evaluation items. For every metric of every table:
   when nothing differs but the seed;
 * `variance_split`  per metric and comparison, the share of the variance from training seeds vs evaluation
   items, and the seeds x items needed to detect a given difference at 80 % power, with its cost in minutes.
+
+Within a group the models of one training seed share it (the same LoRA initialisation and data-order stream):
+they are compared seed by seed (MultiBERTs' paired seeds), which stays valid when they are unrelated (the
+difference's variance is then estimated from k - 1 degrees of freedom instead of more). Across groups the
+seeds are drawn apart.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from .runs import Run, load_run
 from .uncertainty import R_MARK, wide_with_intervals
 
 OTHER = {
-    "winogender": "WinoGender (60 occupations; accuracy by pronoun gender, gap, bias metrics)",
+    "winogender": "WinoGender (accuracy by pronoun gender, male - female gap, bias metrics)",
     "winogrande": "WinoGrande accuracy",
     "oasst_heldout": "OASST held-out human pairs",
     "crows_pairs": "CrowS-Pairs (the authors' three templates)",

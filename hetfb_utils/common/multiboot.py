@@ -13,19 +13,18 @@ An interval over items alone speaks about the k models; one about the recipe res
   values, or a ratio of sums); a comparison is the difference of two arms in the same replicate;
 * a model that is not trained (Base) is one fixed row: it has no seed variance.
 
-What is ours (and why): with few seeds the bootstrap of k seeds underestimates the seed variance by (k-1)/k and
-its percentile interval is too narrow (MultiBERTs had 25 seeds; a kit run has 2-5), while the joint resampling
-counts the seed x item residual three times (through the items, through each seed's mean over its items, and
-through the product of the two draws), which makes it too wide where seeds matter little. So by default
-(`method="t"`) each arm's seed deviations are rescaled by sqrt(k/(k-1)) before resampling, the over-counted
-residual (estimated by `variance_components`) is taken off the replicates' variance, and the interval is
-`estimate ± t(ν) × SE`, ν a Satterthwaite combination of the seeds' degrees of freedom (Welch over arms) and the
-items' (n - 1); the two-sided p-value is that t test's. `method="percentile"` is MultiBERTs' own reading (no
-rescaling, quantiles of the replicates, p = twice the share of replicates beyond 0). `tests/test_multiboot.py`
-measures both on simulated data with known seed and item effects: with 5 seeds per arm the t reading covers the
-recipe's value in about 95 % of studies and calls two arms of one recipe different in about 5 %; with 3 seeds the
-percentile reading cries wolf about twice as often as the t reading. With 2 seeds per arm no reading is reliable
-(about 15 % false alarms in simulation): plan 3 or more.
+What is ours (and why): MultiBERTs had 25 seeds; a kit run has 2-5. With so few, the percentile interval of the
+joint replicates is too narrow (the bootstrap of k seeds sees (k-1)/k of their variance, and its quantiles ignore
+how few seeds estimate it), and the joint replicates count the seed x item residual three times (through each
+seed's mean over the items, through each item's mean over the seeds, and through the product of the two draws).
+So by default (`method="t"`) the replicates' variance is read factor by factor: the seed part from the
+replicates with the items held fixed (seed deviations rescaled by sqrt(k/(k-1)): unbiased), the item part from
+the replicates with the seeds held fixed, less the residual that both parts count (`variance_components`); the
+interval is `estimate ± t(ν) × SE`, ν a Satterthwaite combination of the seeds' degrees of freedom (Welch over
+arms) and the items' (n - 1), and the two-sided p-value is that t test's. `method="percentile"` is MultiBERTs'
+own reading (no rescaling, quantiles of the joint replicates, p = twice the share of replicates beyond 0).
+`tests/test_multiboot.py` measures both on simulated data with known seed and item effects: coverage, and the
+false-alarm rate of an A/A comparison (two arms of one recipe).
 
 `variance_components` splits a k x n table into seed, item and residual variance (two-way random effects,
 method of moments); `design` says how many seeds and items detect a difference at a given power.
@@ -109,16 +108,23 @@ def _seed_draws(arms: list[Arm], n_boot: int, rng, resample: bool) -> list[np.nd
 
 
 def replicates(
-    arms: list[Arm], n_boot: int = N_BOOT, seed: int = 0, resample_seeds: bool = True, rescale: bool = True
+    arms: list[Arm],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    resample_seeds: bool = True,
+    rescale: bool = True,
+    resample_items: bool = True,
 ) -> np.ndarray:
     """[n_boot, arms] bootstrap replicates of each arm's statistic: items drawn once per replicate for every
-    arm, seeds per arm (shared between arms with the same seed labels)."""
+    arm, seeds per arm (shared between arms with the same seed labels); either factor can be held fixed."""
     n = {a.n for a in arms}
     if len(n) != 1:
         raise ValueError(f"arms must be scored on the same items, got item counts {sorted(n)}")
     n = n.pop()
     rng = np.random.default_rng(seed)
     item_w = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
+    if not resample_items:
+        item_w = np.ones_like(item_w)
     arms = [a.rescaled() if rescale else a for a in arms]
     out = np.empty((n_boot, len(arms)))
     for j, (a, seed_w) in enumerate(zip(arms, _seed_draws(arms, n_boot, rng, resample_seeds))):
@@ -146,14 +152,13 @@ def _seed_df(groups: list[np.ndarray]) -> float:
     return float(num / den) if den > 0 else float("inf")
 
 
-def _overcounted(groups: list[np.ndarray]) -> float:
-    """The seed x item residual variance the joint bootstrap counts three times where it belongs once: through
-    the items, through each seed's mean over its items, and through the seed-by-item product of the two draws.
-    Sum over seed groups of 2 x residual / (k n)."""
+def _recounted(groups: list[np.ndarray]) -> float:
+    """The seed x item residual variance that both one-factor bootstraps count (it is in every seed's mean over
+    its items, and in every item's mean over its seeds): sum over seed groups of residual / (k n)."""
     out = 0.0
     for g in groups:
         comp = variance_components(g)
-        out += 2 * comp["residual"] / (comp["seeds"] * comp["items"])
+        out += comp["residual"] / (comp["seeds"] * comp["items"])
     return out
 
 
@@ -175,10 +180,11 @@ def contrast(
     w = np.asarray(weights, dtype=np.float64)
     est = float(sum(wi * a.estimate() for wi, a in zip(w, arms)))
     both = replicates(arms, n_boot, seed, rescale=method != "percentile") @ w  # percentile: MultiBERTs as is
+    seeds_only = replicates(arms, n_boot, seed, resample_items=False) @ w
     items_only = replicates(arms, n_boot, seed, resample_seeds=False) @ w
     groups = _seed_groups(arms, list(w))
-    v_items = float(np.var(items_only, ddof=1))
-    v_seeds = max(float(np.var(both, ddof=1)) - v_items - _overcounted(groups), 0.0)
+    v_seeds = float(np.var(seeds_only, ddof=1))
+    v_items = max(float(np.var(items_only, ddof=1)) - _recounted(groups), 0.0)
     v_tot = v_seeds + v_items
     nu_seeds, nu_items = _seed_df(groups), arms[0].n - 1
     parts = (v_seeds**2 / nu_seeds if np.isfinite(nu_seeds) else 0.0) + (v_items**2 / nu_items if nu_items else 0.0)
