@@ -123,7 +123,7 @@ def recipe_table(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
     """Every model's value in every group, with its recipe-level (or one-seed) interval."""
     rows = []
     for g in groups:
-        models = list(dict.fromkeys(m for r in g.runs for m in r.models()))
+        models = g.models()
         for table, key, col, num, den in _metrics():
             for m in models:
                 arms = _arms([(g, m)], key, num, den)
@@ -165,13 +165,11 @@ def recipe_differences(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
     rows = []
     jobs = []
     for g in groups:
-        models = list(dict.fromkeys(m for r in g.runs for m in r.models()))
+        models = g.models()
         jobs += [((g, a), (g, b), kind) for a, b, kind in comparison_pairs(models)]
     for g in groups[1:]:
         first = groups[0]
-        shared = [
-            m for m in dict.fromkeys(m for r in g.runs for m in r.models()) if all(m in r.models() for r in first.runs)
-        ]
+        shared = [m for m in g.models() if all(m in r.models() for r in first.runs)]
         jobs += [((g, m), (first, m), "across groups") for m in shared]
     for (ga, a), (gb, b), kind in jobs:
         for table, key, col, num, den in _metrics():
@@ -300,7 +298,7 @@ def variance_split(
     for g in groups:
         if g.k < 2:
             continue
-        models = list(dict.fromkeys(m for r in g.runs for m in r.models()))
+        models = g.models()
         pairs = [(a, b) for a, b, kind in comparison_pairs(models) if kind in ("vs Base", "control vs selection")]
         for table, key, col, num, den in _metrics():
             if table not in tables or den:

@@ -118,6 +118,10 @@ class SeedGroup:
     def k(self) -> int:
         return len(self.runs)
 
+    def models(self) -> list[str]:
+        """The models any run of the group evaluated, in their order."""
+        return list(dict.fromkeys(m for r in self.runs for m in r.models()))
+
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:
     """The runs grouped by recipe (in the order given; one run per training seed)."""
