@@ -37,6 +37,7 @@ def _stamp(run: Run) -> str:
     man = json.loads((run.dir / "manifest.json").read_text())
     m = man.get("machine") or {}
     seeds = run.params.seeds
+    reused = any("reused_from" in json.loads(m.read_text()) for m in run.dir.glob("models/*/*/manifest.json"))
     machine = (
         f"{m.get('cores')} cores, {m.get('processor') or '?'}"
         + (f", GPU {m['gpu']}" if m.get("gpu") else "")
@@ -49,7 +50,9 @@ def _stamp(run: Run) -> str:
     return (
         f"_run `{run.name}` ({run.dir}) · git {man.get('git', '?')} · params {run.params.digest()} · model "
         f"`{run.params.model.name_or_path}` · seeds: data {seeds['data']}, training {seeds['training']}, "
-        f"evaluation {seeds['evaluation']} · machine: {machine} · wall time {man.get('wall_time_s', '?')} s_"
+        f"evaluation {seeds['evaluation']} · machine: {machine} · notebooks {man.get('wall_time_s', '?')} s"
+        + (" (trained stages copied from the stage store: their own times are in their manifests)" if reused else "")
+        + "_"
     )
 
 
