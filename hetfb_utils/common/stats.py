@@ -64,32 +64,23 @@ def interval(
     data = (num,) if den is None else (num, _clean(den))
     if np.ptp(num) == 0 and (den is None or np.ptp(data[1]) == 0):
         return value, value, value
-    with warnings.catch_warnings():  # BCa undefined on near-constant items: handled just below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", getattr(scipy_stats, "DegenerateDataWarning", RuntimeWarning))
-        res = bootstrap(
-            data,
-            _stat(num, den),
-            paired=den is not None,
-            vectorized=True,
-            method="BCa",
-            n_resamples=n_resamples,
-            confidence_level=confidence,
-            rng=np.random.default_rng(seed),
-        )
-    lo, hi = res.confidence_interval
-    if not (np.isfinite(lo) and np.isfinite(hi)):  # BCa undefined (e.g. nearly constant items)
-        res = bootstrap(
-            data,
-            _stat(num, den),
-            paired=den is not None,
-            vectorized=True,
-            method="percentile",
-            n_resamples=n_resamples,
-            confidence_level=confidence,
-            rng=np.random.default_rng(seed),
-        )
+    for method in ("BCa", "percentile"):  # BCa is undefined on nearly constant items: then the percentile one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", getattr(scipy_stats, "DegenerateDataWarning", RuntimeWarning))
+            res = bootstrap(
+                data,
+                _stat(num, den),
+                paired=den is not None,
+                vectorized=True,
+                method=method,
+                n_resamples=n_resamples,
+                confidence_level=confidence,
+                rng=np.random.default_rng(seed),
+            )
         lo, hi = res.confidence_interval
+        if np.isfinite(lo) and np.isfinite(hi):
+            break
     return value, float(lo), float(hi)
 
 
