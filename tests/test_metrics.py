@@ -19,27 +19,13 @@ from hetfb_utils.evaluation.benchmarks import winobias as WB
 from hetfb_utils.evaluation.benchmarks import winogrande as WGR
 from hetfb_utils.models import scoring as S
 
+WORDS = "the developer argued with designer because she he did not like it a an of".split()  # noqa: SIM905
+
 
 def test_scorer_equals_naive_loop(tiny_model):
     model, tok = tiny_model
     rng = random.Random(0)
-    words = [
-        "the",
-        "developer",
-        "argued",
-        "with",
-        "designer",
-        "because",
-        "she",
-        "he",
-        "did",
-        "not",
-        "like",
-        "it",
-        "a",
-        "an",
-        "of",
-    ]
+    words = WORDS
     pairs = [
         (" ".join(rng.choices(words, k=rng.randint(1, 12))), " ".join(rng.choices(words, k=rng.randint(1, 6))))
         for _ in range(25)
@@ -62,23 +48,7 @@ def test_scorer_shares_a_long_prefix_exactly(tiny_model):
     model, tok = tiny_model
     rng = random.Random(1)
     head = "system: you are a helpful assistant of the developer and the designer . user : "
-    words = [
-        "the",
-        "developer",
-        "argued",
-        "with",
-        "designer",
-        "because",
-        "she",
-        "he",
-        "did",
-        "not",
-        "like",
-        "it",
-        "a",
-        "an",
-        "of",
-    ]
+    words = WORDS
     pairs = [
         (head + " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=rng.randint(1, 4))))
         for _ in range(20)

@@ -125,15 +125,7 @@ def paired(
         rng=np.random.default_rng(seed),
     ).confidence_interval
     if den_a is None:  # permutation_type="samples" swaps A and B inside each item: the sign-flip test
-        p = permutation_test(
-            (a, b),
-            stat,
-            permutation_type="samples",
-            vectorized=True,
-            n_resamples=n_permutations,
-            alternative="two-sided",
-            rng=np.random.default_rng(seed + 1),
-        ).pvalue
+        samples, statistic = (a, b), stat
     else:  # a ratio of sums: flip the signs of item numbers 1..n, a flipped item swaps A and B
         num = np.stack([a, b, data[2], data[3]])
 
@@ -143,15 +135,16 @@ def paired(
             x, y, dx, dy = (np.where(flip, num[(j + 1) % 2 + 2 * (j // 2)][i], num[j][i]) for j in range(4))
             return stat(x, y, dx, dy, axis=axis)
 
-        p = permutation_test(
-            (np.arange(1, len(a) + 1),),
-            swapped,
-            permutation_type="samples",
-            vectorized=True,
-            n_resamples=n_permutations,
-            alternative="two-sided",
-            rng=np.random.default_rng(seed + 1),
-        ).pvalue
+        samples, statistic = (np.arange(1, len(a) + 1),), swapped
+    p = permutation_test(
+        samples,
+        statistic,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_permutations,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed + 1),
+    ).pvalue
     return {"delta": delta, "delta_lo": float(ci.low), "delta_hi": float(ci.high), "p": float(p)}
 
 

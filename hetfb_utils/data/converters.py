@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.params import SourceSpec
-from .readers import DataError, Drops, _is_number, hub_rows, jsonl_rows, mirror_file, stable_id
+from .readers import DataError, Drops, _is_number, hub_rows, jsonl_rows, mirror_file, preference_row, stable_id
 
 WINOGRANDE_SPLITS = ["train_xs", "train_s", "train_m", "train_l", "train_xl", "validation"]
 
@@ -57,16 +57,12 @@ def parse_winogrande(rows: Iterable[dict], source: str, drops: Drops) -> list[di
             continue
         chosen, rejected = (o1, o2) if ans == "1" else (o2, o1)
         out.append(
-            dict(
-                prompt=sent,
-                context="[]",
-                chosen=chosen,
-                rejected=rejected,
+            preference_row(
+                sent,
+                chosen,
+                rejected,
                 source=source,
                 supervision="binary",
-                quality=None,
-                label=None,
-                n_responses=2,
                 prompt_id=stable_id(source, sent, o1, o2),
                 option1=o1,
                 option2=o2,
@@ -202,17 +198,17 @@ def parse_oasst(
             continue
         seen.add(key)
         chosen, rejected, spread = pair
-        row = dict(
-            prompt=m["text"].strip(),
-            context=json.dumps(context),
-            chosen=chosen.strip(),
-            rejected=rejected.strip(),
+        row = preference_row(
+            m["text"].strip(),
+            chosen.strip(),
+            rejected.strip(),
             source=source,
             supervision="numerical",
+            prompt_id=stable_id(source, m["message_id"]),
+            context=json.dumps(context),
             quality=spread,
             label=f"{label}:{prefer}",
             n_responses=len(with_label),
-            prompt_id=stable_id(source, m["message_id"]),
             tree_id=m["message_tree_id"],
             message_id=m["message_id"],
         )
@@ -312,17 +308,16 @@ def parse_numeric(rows: Iterable[dict], spec: SourceSpec, drops: Drops) -> list[
             drops.add(source, "identical_pair", prompt)
             continue
         out.append(
-            dict(
-                prompt=prompt,
-                context="[]",
-                chosen=chosen,
-                rejected=rejected,
+            preference_row(
+                prompt,
+                chosen,
+                rejected,
                 source=source,
                 supervision="numerical",
+                prompt_id=stable_id(source, prompt),
                 quality=spread,
                 label=f"{spec.label}:{spec.prefer}",
                 n_responses=len(responses),
-                prompt_id=stable_id(source, prompt),
             )
         )
     return out
@@ -353,17 +348,14 @@ def parse_pairwise(rows: Iterable[dict], spec: SourceSpec, drops: Drops) -> list
             continue
         seen.add((ctx, prompt))
         out.append(
-            dict(
-                prompt=prompt,
-                context=ctx,
-                chosen=chosen,
-                rejected=rejected,
+            preference_row(
+                prompt,
+                chosen,
+                rejected,
                 source=source,
                 supervision="pairwise",
-                quality=None,
-                label=None,
-                n_responses=2,
                 prompt_id=stable_id(source, prompt) if not context else stable_id(source, ctx, prompt),
+                context=ctx,
             )
         )
     return out

@@ -70,6 +70,36 @@ def stable_id(*parts: Any) -> str:
     return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+def preference_row(
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    *,
+    source: str,
+    supervision: str,
+    prompt_id: str,
+    context: str = "[]",
+    quality: float | None = None,
+    label: str | None = None,
+    n_responses: int = 2,
+    **extra: Any,
+) -> dict:
+    """One unified preference row (the columns of `union.UNIFIED_COLUMNS`), then a source's own columns."""
+    return dict(
+        prompt=prompt,
+        context=context,
+        chosen=chosen,
+        rejected=rejected,
+        source=source,
+        supervision=supervision,
+        quality=quality,
+        label=label,
+        n_responses=n_responses,
+        prompt_id=prompt_id,
+        **extra,
+    )
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 

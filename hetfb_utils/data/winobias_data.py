@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .readers import WINOBIAS_URL, DataError, Drops, hub_rows, mirror_file, read_text_lines, stable_id
+from .readers import WINOBIAS_URL, DataError, Drops, hub_rows, mirror_file, preference_row, read_text_lines, stable_id
 
 PRONOUNS = ("he", "she", "him", "her", "his", "hers", "himself", "herself")
 _WB_LINE = re.compile(r"^\s*(\d+)\s+(.*\S)\s*$")
@@ -211,16 +211,12 @@ def winobias_to_rows(pairs: list[dict], source: str, drops: Drops) -> list[dict]
             continue
         seen.add((prompt, chosen))
         out.append(
-            dict(
-                prompt=prompt,
-                context="[]",
-                chosen=chosen,
-                rejected=rejected,
+            preference_row(
+                prompt,
+                chosen,
+                rejected,
                 source=source,
                 supervision="pairwise",
-                quality=None,
-                label=None,
-                n_responses=2,
                 prompt_id=stable_id(source, pr["type"], p.text, a.text),
             )
         )
