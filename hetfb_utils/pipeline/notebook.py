@@ -22,8 +22,12 @@ def start(params_file: str | None, overrides: list[str] | None = None, show: boo
         os.environ.setdefault("HETFB_DATA_DIR", str(mirror))
     import datasets
     import pandas as pd
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as hf_logging
 
     datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()  # no weight-loader bar under every model load (a few per cell)...
+    enable_progress_bars()  # ...but a download from the Hub keeps its bar
     pd.set_option("display.max_colwidth", 90)
     if params_file is None:  # a notebook that reads finished runs (06): the setup alone
         return None
