@@ -84,6 +84,13 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
     # ... and keeps the run's wall time (the sum of its stages), reporting its own second apart
     assert warm["wall_time_s"] == man["wall_time_s"] == round(sum(s["seconds"] for s in manifest["stages"].values()), 1)
     assert warm["last_invocation_s"] < 30
+    # notebook 05 again, every result now read from the evaluation cache: the same tables to the byte
+    # (a freshly computed result once kept its own key order: winogender/ifeval columns moved)
+    fresh = {f.name: f.read_bytes() for f in (run / "tables").glob("*.csv")}
+    logs.clear()
+    execute("params/tiny.yaml", tiny_overrides, only=["eval"], force=True, log=logs.append)
+    assert not any("evaluation:" in line for line in logs)  # nothing computed
+    assert {f.name: f.read_bytes() for f in (run / "tables").glob("*.csv")} == fresh
     # RESULTS.md generated from the run: Table 1 beside the paper's, the other tables, stamped
     from hetfb_utils.analysis.results import write_results
 

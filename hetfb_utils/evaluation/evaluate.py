@@ -230,7 +230,7 @@ def evaluate_model(
         val["seconds"] = round(time.time() - t0, 2)
         val["produced_by_run"] = params.run_name
         cache.put(val, fp, m, keys[m])
-        results[m] = val
+        results[m] = cache.get(fp, m, keys[m])  # as a later run will read it: the same key order and types
     del model
     return results
 
