@@ -177,9 +177,10 @@ def contrast(
     seeds per arm, and `real`: the interval excludes 0 and |estimate| > `tolerance`."""
     from scipy import stats as st
 
+    if method not in ("t", "percentile"):
+        raise ValueError(f"method must be 't' or 'percentile', got {method!r}")
     w = np.asarray(weights, dtype=np.float64)
     est = float(sum(wi * a.estimate() for wi, a in zip(w, arms)))
-    both = replicates(arms, n_boot, seed, rescale=method != "percentile") @ w  # percentile: MultiBERTs as is
     seeds_only = replicates(arms, n_boot, seed, resample_items=False) @ w
     items_only = replicates(arms, n_boot, seed, resample_seeds=False) @ w
     groups = _seed_groups(arms, list(w))
@@ -198,11 +199,10 @@ def contrast(
         q = st.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else st.norm.ppf(1 - alpha / 2)
         lo, hi = est - q * se, est + q * se
         p = float(2 * (st.t.sf(abs(est) / se, df) if np.isfinite(df) else st.norm.sf(abs(est) / se)))
-    elif method == "percentile":
+    else:  # percentile: MultiBERTs' reading of the joint replicates, as is (no rescaling)
+        both = replicates(arms, n_boot, seed, rescale=False) @ w
         lo, hi = (float(x) for x in np.quantile(both, [alpha / 2, 1 - alpha / 2]))
         p = float(max(2 * min(np.mean(both <= 0), np.mean(both >= 0)), 1 / n_boot))
-    else:
-        raise ValueError(f"method must be 't' or 'percentile', got {method!r}")
     return {
         "estimate": est,
         "lo": float(lo),
