@@ -17,6 +17,18 @@ from pathlib import Path
 ENV = "HETFB_PROGRESS_FILE"
 
 
+def quiet_library_bars() -> None:
+    """No weight-loader bar under every model load and no `datasets` map bars (the kit says what it does);
+    a download from the Hub keeps its bar."""
+    import datasets
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()  # (it turns the Hub's bars off too: turned back on below)
+    enable_progress_bars()
+
+
 def note(text: str) -> None:
     """Say what this process is doing now (main process only; never fails the caller)."""
     from .distributed import is_main

@@ -170,13 +170,10 @@ def bench_stages12(params_file: str, overrides: list[str]) -> dict:
 def run_bench(
     params_file: str = "params/quickstart.yaml", skip_reproduce: bool = False, reproduce_run: str = "bench-quickstart"
 ) -> dict:
-    import datasets
-    from transformers.utils import logging as hf_logging
-
+    from ..common.progress import quiet_library_bars
     from ..common.report import atomic_write_json, atomic_write_text, package_versions
 
-    hf_logging.disable_progress_bar()  # the bench prints its own steps, not the weight loader's or datasets' bars
-    datasets.disable_progress_bars()
+    quiet_library_bars()  # the bench prints its own steps
     out_dir = REPO_ROOT / "outputs" / "bench"
     params = load_params(params_file)
     res: dict = {

@@ -6,6 +6,7 @@ import os
 import warnings
 
 from ..common.params import REPO_ROOT, Params, load_params
+from ..common.progress import quiet_library_bars
 
 
 def start(params_file: str | None, overrides: list[str] | None = None, show: bool = True) -> Params | None:
@@ -20,14 +21,9 @@ def start(params_file: str | None, overrides: list[str] | None = None, show: boo
     mirror = REPO_ROOT.parent / "shared" / "data"
     if mirror.is_dir():
         os.environ.setdefault("HETFB_DATA_DIR", str(mirror))
-    import datasets
     import pandas as pd
-    from huggingface_hub.utils import enable_progress_bars
-    from transformers.utils import logging as hf_logging
 
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()  # no weight-loader bar under every model load (a few per cell)...
-    enable_progress_bars()  # ...but a download from the Hub keeps its bar
+    quiet_library_bars()  # no weight-loader bar under every model load (a few per cell)
     pd.set_option("display.max_colwidth", 90)
     if params_file is None:  # a notebook that reads finished runs (06): the setup alone
         return None
