@@ -1,4 +1,8 @@
-"""Command line: `python -m hetfb_utils {run,seeds,compare,results,train,probe,plan,bench,validate,params-doc}`."""
+"""Command line: `python -m hetfb_utils {run,seeds,compare,results,train,probe,audit,plan,bench,validate,params-doc}`.
+
+One function per subcommand (`cmd_<name>`), each given the parsed arguments; the kit's errors (`KitError`) and a
+missing file end as one line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ import argparse
 import os
 import sys
 
+from .common.errors import KitError
+from .common.params import load_params
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ap = argparse.ArgumentParser(prog="python -m hetfb_utils", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="execute notebooks 01-05 with papermill")
-    r.add_argument("params", nargs="?", default="params/quickstart.yaml")
-    r.add_argument(
+def _params_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The params file and its `-p key=value` overrides."""
+    if default:
+        p.add_argument("params", nargs="?", default=default)
+    else:
+        p.add_argument("params")
+    p.add_argument(
         "-p",
         "--param",
         action="append",
@@ -23,170 +28,186 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override one key, e.g. -p seed=1 -p sft.args.max_steps=10",
     )
-    r.add_argument(
-        "--only",
-        action="append",
-        metavar="STAGE",
-        help="run only these stages: data, selection, sft, rl, eval (repeatable)",
-    )
+
+
+# --------------------------------------------------------------------------- the subcommands
+def cmd_run(a) -> None:
+    """Notebooks 01-05 of a params file, with papermill (resumable)."""
+    from .pipeline.runner import execute
+
+    execute(a.params, a.param, a.only, a.force)
+
+
+def cmd_seeds(a) -> None:
+    """The params once per training seed, compared at recipe level (and replicated on new seeds)."""
+    from .pipeline.seeds import seeds_and_compare
+
+    seeds = a.seeds or load_params(a.params, a.param).training.group_seeds
+    seeds_and_compare(a.params, seeds, a.param, replicate=a.replicate, out_dir=a.out)
+
+
+def cmd_compare(a) -> None:
+    """Runs side by side."""
+    from .analysis.comparison import compare_and_save
+
+    compare_and_save(a.runs, a.out, log=print)
+
+
+def cmd_results(a) -> None:
+    """RESULTS.md (and the README's verdicts) from finished runs."""
+    from .analysis.results import write_results
+
+    print(f"written: {write_results(a.runs, a.out, a.compare, a.readme)}")
+
+
+def cmd_train(a) -> None:
+    """One training stage in this process (what `accelerate launch` runs)."""
+    from .pipeline.launch import train_stage
+
+    print(train_stage(load_params(a.params, a.param), a.stage, a.variant, a.force))
+
+
+def cmd_probe(a) -> None:
+    """Linear-probe accuracy of the reward task on the SFT model's features."""
+    import datasets
+
+    from .training.probe import feature_probe_table
+
+    datasets.disable_progress_bars()
+    p = load_params(a.params, a.param)
+    print(feature_probe_table(p, a.variant or p.train_variants, a.max_train_pairs).to_string(index=False))
+
+
+def cmd_audit(a) -> None:
+    """Which feedback carries a learnable preference: the label signal audit of a params file's sources."""
+    from .data import build_union
+    from .selection.signal import label_audit
+
+    p = load_params(a.params, a.param)
+    cols = ["source", "label", "pairs", "gap_median", "length", "probe", "probe_lo", "probe_hi", "shuffled"]
+    print(label_audit(p, build_union(p, progress=False).union)[cols].to_string(index=False))
+
+
+def cmd_bench(a) -> None:
+    """Speed figures side by side in one run."""
+    from .pipeline.bench import run_bench
+
+    run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run)
+
+
+def cmd_plan(a) -> None:
+    """What a params file costs on GPUs, offline."""
+    from .pipeline.plan import plan_text
+
+    print(plan_text(load_params(a.params, a.param), a.tflops))
+
+
+def cmd_validate(a) -> None:
+    """The resolved parameters of a params file (one clear error when it is wrong)."""
+    import yaml
+
+    print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))
+
+
+def cmd_params_doc(a) -> None:
+    """docs/params.md regenerated from the schema."""
+    from .common.params_doc import write_params_doc
+
+    path, changed = write_params_doc(a.out)
+    print(f"{path} {'updated' if changed else 'already up to date'}")
+
+
+# --------------------------------------------------------------------------- the parser
+def parser() -> argparse.ArgumentParser:
+    """Every subcommand with its arguments; each parser's `func` is its `cmd_<name>`."""
+    ap = argparse.ArgumentParser(prog="python -m hetfb_utils", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="execute notebooks 01-05 with papermill")
+    _params_args(r, default="params/quickstart.yaml")
+    r.add_argument("--only", action="append", metavar="STAGE", help="only these stages: data, selection, sft, rl, eval")
     r.add_argument("--force", action="store_true", help="re-run every stage and retrain")
+    r.set_defaults(func=cmd_run)
 
     sd = sub.add_parser(
         "seeds",
-        help="train a params file once per training seed (outputs/<run>-s<seed>/: the data, "
-        "selection and Base's evaluation are reused), then compare them at recipe level",
+        help="train a params file once per training seed (outputs/<run>-s<seed>/: the data, selection and Base's "
+        "evaluation are reused), then compare them at recipe level",
     )
-    sd.add_argument("params")
+    _params_args(sd)
+    sd.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="default: the params' training.group_seeds")
     sd.add_argument(
-        "--seeds",
-        nargs="+",
+        "--replicate",
         type=int,
-        metavar="SEED",
-        help="training seeds (default: the params file's training.group_seeds)",
+        default=0,
+        metavar="K",
+        help="then K new seeds: does each verdict hold on seeds that did not make it? (replication.md)",
     )
-    sd.add_argument("-p", "--param", action="append", default=[])
-    sd.add_argument("--out", help="output directory (default <output_root>/compare/<run>-seeds)")
+    sd.add_argument("--out", help="output directory (default <output_root>/compare/<run>-<k>seeds)")
+    sd.set_defaults(func=cmd_seeds)
 
-    c = sub.add_parser(
-        "compare",
-        help="runs side by side: intervals, HD-f vs controls, paired differences "
-        "across runs, mean ± sd across seeds -> outputs/compare/<names>/",
-    )
+    c = sub.add_parser("compare", help="runs side by side: model- and recipe-level intervals, A/A, claims")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_PARAMS")
     c.add_argument("--out", help="output directory (default outputs/compare/<run names>)")
+    c.set_defaults(func=cmd_compare)
 
-    rs = sub.add_parser(
-        "results",
-        help="RESULTS.md from finished runs: Table 1 with intervals beside the paper's, "
-        "the other tables, the controls and seeds conclusions, stamped with run, commit, params, machine",
-    )
-    rs.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN_DIR_OR_PARAMS",
-        help="default: outputs/quickstart (else every finished run) and every outputs/compare/*",
-    )
-    rs.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="COMPARE_DIR",
-        help="a comparison written by `compare` / `seeds` (its conclusions are quoted)",
-    )
+    rs = sub.add_parser("results", help="RESULTS.md from finished runs and comparisons, stamped with their code")
+    rs.add_argument("runs", nargs="*", metavar="RUN_DIR_OR_PARAMS", help="default: outputs/quickstart and compares")
+    rs.add_argument("--compare", action="append", default=[], metavar="COMPARE_DIR", help="a `compare` output")
     rs.add_argument("--out", default="RESULTS.md", help="the file to write (default RESULTS.md)")
-    rs.add_argument(
-        "--readme",
-        action="store_true",
-        help="also rewrite the README's block of current verdicts (the claims of the last comparison given)",
-    )
+    rs.add_argument("--readme", action="store_true", help="also rewrite the README's block of current verdicts")
+    rs.set_defaults(func=cmd_results)
 
     t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
-    t.add_argument("stage", choices=["sft", "reward", "ppo", "dpo", "rl"])
-    t.add_argument("params")
+    t.add_argument("stage", choices=["sft", "reward", "ppo", "rloo", "dpo", "rl"])
+    _params_args(t)
     t.add_argument("--variant", required=True)
-    t.add_argument("-p", "--param", action="append", default=[])
     t.add_argument("--force", action="store_true")
+    t.set_defaults(func=cmd_train)
 
-    pr = sub.add_parser(
-        "probe",
-        help="diagnostic: linear-probe accuracy of the reward task on the SFT "
-        "model's features (needs the SFT stage) -> tables/04_feature_probe",
-    )
-    pr.add_argument("params")
+    pr = sub.add_parser("probe", help="linear probe of the reward task on the SFT model's features")
+    _params_args(pr)
     pr.add_argument("--variant", action="append", help="default: every variant of the params file")
     pr.add_argument("--max-train-pairs", type=int, default=256)
-    pr.add_argument("-p", "--param", action="append", default=[])
+    pr.set_defaults(func=cmd_probe)
+
+    au = sub.add_parser("audit", help="which source and label carries a learnable preference (before training)")
+    _params_args(au)
+    au.set_defaults(func=cmd_audit)
 
     b = sub.add_parser("bench", help="benchmark -> outputs/bench/bench.json and bench.md")
     b.add_argument("--params", default="params/quickstart.yaml")
-    b.add_argument(
-        "--skip-reproduce",
-        action="store_true",
-        help="skip the timed quickstart stages (scorer, SFT throughput, selection only)",
-    )
+    b.add_argument("--skip-reproduce", action="store_true", help="skip the timed cold quickstart")
     b.add_argument(
         "--reproduce-run",
         default="bench-quickstart",
         metavar="NAME",
-        help="run name of the timed cold reproduction (its output dir is deleted first); "
-        "`--reproduce-run quickstart` makes it the quickstart run itself",
+        help="run name of the timed cold reproduction (its output dir is deleted first)",
     )
+    b.set_defaults(func=cmd_bench)
 
-    pl = sub.add_parser(
-        "plan",
-        help="what a params file costs, resolved offline: parameters, LoRA, "
-        "memory per GPU, tokens and GPU-hours per stage (model built on the meta device)",
-    )
-    pl.add_argument("params")
-    pl.add_argument(
-        "--tflops",
-        type=float,
-        default=100.0,
-        help="effective throughput per GPU for the GPU-hours (default 100, ~1/3 of an A100's bf16 peak)",
-    )
-    pl.add_argument("-p", "--param", action="append", default=[])
+    pl = sub.add_parser("plan", help="what a params file costs on GPUs, offline (model on the meta device)")
+    _params_args(pl)
+    pl.add_argument("--tflops", type=float, default=100.0, help="effective TFLOP/s per GPU (default 100)")
+    pl.set_defaults(func=cmd_plan)
 
     v = sub.add_parser("validate", help="check a params file and print the resolved parameters")
-    v.add_argument("params")
-    v.add_argument("-p", "--param", action="append", default=[])
+    _params_args(v)
+    v.set_defaults(func=cmd_validate)
 
     d = sub.add_parser("params-doc", help="write the parameter reference generated from the schema (docs/params.md)")
     d.add_argument("--out", default=None, help="the file to write (default docs/params.md)")
-    a = ap.parse_args(argv)
+    d.set_defaults(func=cmd_params_doc)
+    return ap
 
-    from .common.errors import KitError
-    from .common.params import load_params
 
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run the subcommand; 2 on a kit error or a missing file, 130 on Ctrl-C."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    a = parser().parse_args(argv)
     try:
-        if a.cmd == "run":
-            from .pipeline.runner import execute
-
-            execute(a.params, a.param, a.only, a.force)
-        elif a.cmd in ("seeds", "compare"):
-            from .analysis.comparison import compare_and_save
-
-            runs = a.runs if a.cmd == "compare" else []
-            if a.cmd == "seeds":
-                from .pipeline.runner import run_seeds
-
-                seeds = a.seeds or load_params(a.params, a.param).training.group_seeds
-                runs = run_seeds(a.params, seeds, a.param)
-            compare_and_save(runs, a.out, log=print)
-        elif a.cmd == "results":
-            from .analysis.results import write_results
-
-            print(f"written: {write_results(a.runs, a.out, a.compare, a.readme)}")
-        elif a.cmd == "train":
-            from .pipeline.runner import train_stage
-
-            p = load_params(a.params, a.param)
-            print(train_stage(p, a.stage, a.variant, a.force))
-        elif a.cmd == "probe":
-            import datasets
-
-            from .training.probe import feature_probe_table
-
-            datasets.disable_progress_bars()
-            p = load_params(a.params, a.param)
-            df = feature_probe_table(p, a.variant or p.train_variants, a.max_train_pairs)
-            print(df.to_string(index=False))
-        elif a.cmd == "bench":
-            from .pipeline.bench import run_bench
-
-            run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run)
-        elif a.cmd == "plan":
-            from .pipeline.plan import plan_text
-
-            print(plan_text(load_params(a.params, a.param), a.tflops))
-        elif a.cmd == "validate":
-            import yaml
-
-            print(yaml.safe_dump(load_params(a.params, a.param).model_dump(mode="json"), sort_keys=False))
-        elif a.cmd == "params-doc":
-            from .common.params_doc import write_params_doc
-
-            path, changed = write_params_doc(a.out)
-            print(f"{path} {'updated' if changed else 'already up to date'}")
+        a.func(a)
     except (KitError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -189,6 +189,40 @@ def test_winobias_pairs_and_conversion(mirror):
     assert len(test) == 790 and drops.counts[("wb", "pro_anti_mismatch")] == 2  # real defect, line 382 type 2
 
 
+def test_winobias_union_keeps_both_twins_and_the_gender_balance(mirror, tiny_overrides):
+    """Each type-1 opening is written twice (one pair per referent, opposite genders). Keeping the first pair per
+    prompt by file order (the old dedupe) made 129 of the quickstart's 200 `chosen` replies female; the union keeps
+    whole pairs and draws whole twins, so chosen is he and she in equal numbers per WinoBias type."""
+    from hetfb_utils.common import load_params
+
+    rows = D.winobias_to_rows(D.load_winobias_pairs("dev", mirror, "wb", D.Drops()), "wb", D.Drops())
+    assert len(rows) == 792 and len({(r["prompt"], r["chosen"], r["rejected"]) for r in rows}) == 792
+    first = {}
+    for r in rows:  # the old rule, one pair per (context, prompt) in file order: the skew it made
+        first.setdefault((r["context"], r["prompt"]), r)
+    old = pd.DataFrame(list(first.values()))
+    assert (old["chosen"].map(D.pronoun_gender) == "F").mean() > 0.55
+    p = load_params("quickstart", tiny_overrides)
+    union = D.build_union(p, use_cache=False, progress=False).union
+    wb = union[union["source"] == "winobias"]
+    assert len(wb) == 200 and "duplicate_pair" not in set(D.build_union(p, progress=False).drops["reason"])
+    bal = D.gender_balance(union).set_index("wb_type")
+    assert (bal["chosen female"] == bal["chosen male"]).all(), bal  # exactly: whole twins, one of each gender
+    assert wb.groupby("group_id").size().eq(2).all()  # never half a twin pair
+    sc = D.shortcut_audit(union).set_index(["source", "feature"])
+    assert not sc.loc[("winobias", "gender"), "predicts_label"] and sc.loc[("winobias", "gender"), "share"] == 0.5
+
+
+def test_draw_groups_keeps_groups_whole_and_is_seeded():
+    from hetfb_utils.data.union import draw_groups
+
+    rows = [{"prompt_id": f"p{i}", "group_id": f"g{i // 2}"} for i in range(20)]
+    a = draw_groups(rows, 8, "s")
+    assert len(a) == 8 and pd.Series([r["group_id"] for r in a]).value_counts().eq(2).all()
+    assert a == draw_groups(rows, 8, "s") and a != draw_groups(rows, 8, "t")
+    assert len(draw_groups(rows, 7, "s")) == 7  # only the last group drawn is cut
+
+
 def test_winobias_unpaired_files_error(tmp_path, mirror):
     (tmp_path / "winobias").mkdir()
     for kind in ("pro", "anti"):
@@ -270,7 +304,13 @@ def test_numeric_and_pairwise_sources(tmp_path):
     drops = D.Drops()
     rows = D.parse_pairwise(D.read_table(str(c)), spec2, drops)
     assert [r["prompt"] for r in rows] == ["a", "c"]
-    assert {r for (_, r) in drops.counts} == {"duplicate_prompt", "identical_pair"}
+    assert {r for (_, r) in drops.counts} == {"duplicate_pair", "identical_pair"}
+    two = tmp_path / "two.csv"  # one prompt, two different pairs: not a duplicate; one group
+    pd.DataFrame({"prompt": ["a", "a"], "chosen": ["x", "y"], "rejected": ["w", "v"]}).to_csv(two, index=False)
+    rows = D.parse_pairwise(D.read_table(str(two)), spec2, D.Drops())
+    assert (
+        len(rows) == 2 and rows[0]["group_id"] == rows[1]["group_id"] and rows[0]["prompt_id"] != rows[1]["prompt_id"]
+    )
 
 
 # --------------------------------------------------------------------------- locations / union

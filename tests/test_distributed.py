@@ -117,7 +117,8 @@ def test_only_rank_zero_writes(tiny_built, tmp_path, monkeypatch):
     p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")  # not another test's stored stage
     monkeypatch.setenv("RANK", "1")
     assert not distributed.is_main()
-    _, key, out, done = stages.begin_stage(p, "wino", "sft")
+    run = stages.begin_stage(p, "wino", "sft")
+    key, out, done = run.key, run.out, run.done
     assert done is None and not out.exists()
     stages.save_adapter(object(), out)  # would raise if it called save_pretrained
 

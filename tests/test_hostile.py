@@ -20,7 +20,7 @@ from hetfb_utils.common.params import SourceSpec
     "override,needle",
     [
         ("data.sources.7.max_rows=3", "`data.sources` has 3 entries (indices 0..2); there is no entry 7"),
-        ("data.sources.x.max_rows=3", "`data.sources` is a list, index it by number"),
+        ("data.sources.x.max_rows=3", "`data.sources` is a list, index it by number (0..2) or by name"),
         ("seed.value=1", "`seed` is a single value (42), it has no sub-key 'value'"),
         ("sft.args.learning_rate.x=1", "`sft.args.learning_rate` is a single value"),
         ("seed=-1", "seed: Input should be greater than or equal to 0"),
@@ -159,6 +159,65 @@ def test_a_byte_order_mark_and_a_json_array_are_read(tmp_path, tiny):
     assert len(rows) == 2 and drops.counts[("mine", "malformed_json")] == 1
     rows, _ = _convert(_spec(tmp_path, "bom.csv", b"\xef\xbb\xbfprompt,chosen,rejected\nQ,good,bad\n"), tiny)
     assert len(rows) == 1
+
+
+def _oasst_export(tmp_path, mirror, edit) -> SourceSpec:
+    """The real OASST mirror file with `edit(messages)` applied, as a source of its own."""
+    msgs = [json.loads(x) for x in (mirror / "oasst1/validation_en.jsonl").read_text().splitlines()]
+    edit(msgs)
+    (tmp_path / "oasst1").mkdir(exist_ok=True)
+    (tmp_path / "oasst1/validation_en.jsonl").write_text("".join(json.dumps(m) + "\n" for m in msgs))
+    return SourceSpec(name="oa", type="oasst", split="validation", label="detoxify.toxicity", heldout_fraction=0.2)
+
+
+def _looped(msgs):
+    """A prompter turn whose parent chain loops back to itself (a damaged export)."""
+    by_id = {m["message_id"]: m for m in msgs}
+    reply = next(m for m in msgs if m["role"] == "assistant" and m["parent_id"] in by_id)
+    prompt = by_id[reply["parent_id"]]
+    prompt["parent_id"] = reply["message_id"]  # prompt -> its own reply -> prompt -> ...
+
+
+def test_an_oasst_parent_loop_is_a_counted_skip(tmp_path, tiny, mirror, monkeypatch):
+    monkeypatch.setenv("HETFB_DATA_DIR", str(tmp_path))
+    spec = _oasst_export(tmp_path, mirror, _looped)
+    rows, held, _ = data.parse_oasst(
+        data.load_oasst_rows("validation", tmp_path), spec, "en", 42, drops := data.Drops()
+    )
+    assert drops.counts[("oa", "parent_id_cycle")] >= 1 and len(rows) + len(held) > 300
+
+
+def test_a_null_message_tree_id_is_a_counted_skip(tmp_path, tiny, mirror, monkeypatch):
+    def edit(msgs):
+        msgs[5]["message_tree_id"] = None
+
+    spec = _oasst_export(tmp_path, mirror, edit)
+    drops = data.Drops()
+    rows, held, _ = data.parse_oasst(data.load_oasst_rows("validation", tmp_path), spec, "en", 42, drops)
+    assert drops.counts[("oa", "missing_message_tree_id")] == 1 and len(rows) + len(held) > 300
+
+
+def test_a_folder_of_parquet_parts_is_read(tmp_path, tiny):
+    import pandas as pd
+
+    folder = tmp_path / "pairs.parquet"  # as Spark and pandas write one: part files and a _SUCCESS marker
+    folder.mkdir()
+    rows = [{"prompt": f"Q{i}", "chosen": "good", "rejected": "bad"} for i in range(6)]
+    pd.DataFrame(rows[:3]).to_parquet(folder / "part-00000.parquet")
+    pd.DataFrame(rows[3:]).to_parquet(folder / "part-00001.parquet")
+    (folder / "_SUCCESS").write_text("")
+    got, drops = _convert(SourceSpec(name="mine", type="pairwise", path=str(folder)), tiny)
+    assert len(got) == 6 and not drops.counts
+    from hetfb_utils.data.readers import fingerprint_files
+
+    h1 = fingerprint_files({"x": str(folder)})["x"]
+    pd.DataFrame(rows[:2]).to_parquet(folder / "part-00001.parquet")  # a part changes: so does the folder's hash
+    assert h1.startswith("sha256:") and fingerprint_files({"x": str(folder)})["x"] != h1
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"empty_dir is a folder with no parquet parts.*notes.txt"):
+        _convert(SourceSpec(name="mine", type="pairwise", path=str(empty)), tiny)
 
 
 def test_a_ragged_csv_row_names_the_file_and_line(tmp_path, tiny):

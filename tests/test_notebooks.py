@@ -231,7 +231,8 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     import papermill as pm
 
     from hetfb_utils.analysis import comparison
-    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR, run_seeds
+    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
+    from hetfb_utils.pipeline.seeds import run_seeds
 
     over = tiny_overrides + [
         f"cache_dir={tmp_path / 'own-cache'}",

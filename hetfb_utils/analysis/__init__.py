@@ -17,7 +17,6 @@ from .results import write_results
 from .runs import Run, load_run, recipe_signature, seed_groups
 from .uncertainty import (
     MODEL_LEVEL,
-    TABLES,
     differences,
     interval_tables,
     save_interval_tables,
@@ -28,7 +27,6 @@ from .uncertainty import (
 __all__ = [
     "CLAIMS",
     "MODEL_LEVEL",
-    "TABLES",
     "Run",
     "aa_calibration",
     "compare",

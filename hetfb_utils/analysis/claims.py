@@ -1,22 +1,36 @@
-"""The paper's claims (`shared/PAPER.md`), scored by the kit's recipe-level comparisons.
+"""The paper's claims (docs/paper.md), scored by the kit's recipe-level comparisons.
 
-Each claim is a comparison of two Table-1 rows on one metric with the direction the paper states. Its verdict at
-the scale of the runs compared:
+Each claim is a comparison of two Table-1 rows on one metric with the direction the paper states. It lists the
+comparisons that can test it, the paper's own evidence first (e.g. HD-0.6-R − HD-1.0-R for "filtered subsets
+beat the full union"); the first one the runs hold is scored, and a row that scores another comparison than the
+paper's says so (`tests`). The claims are one declared family: their p-values are adjusted with Holm's step-down
+method across the claims tested (`p` raw, `p_holm` adjusted), and a verdict needs `p_holm` < 0.05:
 
-* **supported**: the interval of the difference excludes 0 (and the scorer's tolerance) in the stated
-  direction; for "matches or beats" claims, the interval lies above minus the claim's margin;
-* **contradicted**: the interval excludes 0 in the opposite direction;
-* **not distinguishable**: neither; the row says the smallest difference this design detects at 80 % power;
-* **not tested**: the runs have no such models (e.g. no `-R` rows).
+* **supported**: the difference lies in the stated direction (for "not worse by more than m" claims: the
+  difference in the stated direction is above -m, a one-sided test against -m);
+* **contradicted**: the difference lies in the opposite direction (for "not worse" claims: the whole interval
+  lies beyond the margin, i.e. worse by more than m);
+* **not distinguishable**: neither (an interval that straddles the margin says nothing either way); the row says
+  the smallest difference this design detects at 80 % power;
+* **not tested**: the runs have none of the claim's comparisons.
 
-Each verdict names the kind of evidence behind it: recipe-level (k training seeds x n items) or one seed.
+Each verdict names its evidence: a recipe (k training seeds per arm x n items; **exploratory** with fewer than 4
+seeds in a trained arm, `multiboot.EXPLORATORY_BELOW`), or one trained model (a one-seed arm: about that model,
+not its recipe).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+
+from .multiboot import contrast, detectable_effect
+from .recipes import arms_for, conclusion_kind
+from .runs import SeedGroup
+
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -24,29 +38,33 @@ class Claim:
     id: str
     text: str
     source: str
-    model: str
-    reference: str
+    comparisons: tuple[tuple[str, str], ...]  # (model, reference), the paper's own evidence first
     metric: str
-    expect: str  # "lower", "higher", or "not worse (lower)" / "not worse (higher)"
+    expect: str  # "lower", "higher", "not worse (lower)" or "not worse (higher)"
     margin: float = 0.0  # for "not worse": how much worse still counts as matching
+    paper_has: bool = True  # the paper itself reports the first comparison
+
+    @property
+    def good(self) -> float:
+        """+1 when higher is the claimed direction, -1 when lower."""
+        return -1.0 if "lower" in self.expect else 1.0
 
 
+_FILTERED = (("HD-0.6-R", "HD-1.0-R"), ("HD-0.2-S", "HD-1.0-S"))
 CLAIMS = [
     Claim(
         "C1",
         "The filtered heterogeneous mix (HD-0.2) lowers Bias against Base",
-        "PAPER.md §6 headline; Table 1: HD-0.2-S 0.4436 vs Base 0.4585",
-        "HD-0.2-S",
-        "Base",
+        "paper §6 headline; Table 1: HD-0.2-S 0.4436 vs Base 0.4585",
+        (("HD-0.2-S", "Base"),),
         "Bias",
         "lower",
     ),
     Claim(
         "C2",
         "... while keeping Accuracy (no worse than Base by more than 0.05)",
-        "PAPER.md §6 headline ('while keeping Accuracy'); Table 1: 0.9204 vs 0.9482",
-        "HD-0.2-S",
-        "Base",
+        "paper §6 headline ('while keeping Accuracy'); Table 1: 0.9204 vs 0.9482",
+        (("HD-0.2-S", "Base"),),
         "Accuracy",
         "not worse (higher)",
         0.05,
@@ -54,18 +72,16 @@ CLAIMS = [
     Claim(
         "C3",
         "The HD mix lowers Bias against SFT on WinoGrande alone (S)",
-        "PAPER.md §6 headline ('against every baseline'); Table 1: HD-0.2-S 0.4436 vs S 1.1721",
-        "HD-0.2-S",
-        "S",
+        "paper §6 headline ('against every baseline'); Table 1: HD-0.2-S 0.4436 vs S 1.1721",
+        (("HD-0.2-S", "S"),),
         "Bias",
         "lower",
     ),
     Claim(
         "C4",
         "A filtered subset matches or beats the full union on Bias (worse by at most 0.03)",
-        "PAPER.md §1 ('a filtered subset can match or beat the full union')",
-        "HD-0.2-S",
-        "HD-1.0-S",
+        "paper §1 ('a filtered subset can match or beat the full union'); Table 1: HD-0.2-S 0.4436, HD-1.0-S 0.4117",
+        (("HD-0.2-S", "HD-1.0-S"),),
         "Bias",
         "not worse (lower)",
         0.03,
@@ -73,127 +89,164 @@ CLAIMS = [
     Claim(
         "C5",
         "Filtered subsets beat the full union on Bias (Entropy)",
-        "PAPER.md §6 headline (Table 1 shows it for -R rows: HD-0.6-R 0.0010 vs HD-1.0-R 0.0068)",
-        "HD-0.2-S",
-        "HD-1.0-S",
+        "paper §6 headline; Table 1: HD-0.6-R 0.0010 vs HD-1.0-R 0.0068",
+        _FILTERED,
         "Bias (Entropy)",
         "lower",
     ),
     Claim(
         "C6",
         "Filtered subsets beat the full union on Bias (Cluster)",
-        "PAPER.md §6 headline (HD-0.6-R 2.9472 vs HD-1.0-R 3.1570)",
-        "HD-0.2-S",
-        "HD-1.0-S",
+        "paper §6 headline; Table 1: HD-0.6-R 2.9472 vs HD-1.0-R 3.1570",
+        _FILTERED,
         "Bias (Cluster)",
         "lower",
     ),
     Claim(
         "C7",
         "Filtered subsets beat the full union on Accuracy",
-        "PAPER.md §6 headline (HD-0.6-R 0.9646 vs HD-1.0-R 0.9583)",
-        "HD-0.2-S",
-        "HD-1.0-S",
+        "paper §6 headline; Table 1: HD-0.6-R 0.9646 vs HD-1.0-R 0.9583",
+        _FILTERED,
         "Accuracy",
         "higher",
     ),
     Claim(
         "C8",
         "SFT+PPO beats SFT alone (lower Bias)",
-        "PAPER.md §6 headline; Table 1: HD-0.2-R 0.4330 vs HD-0.2-S 0.4436",
-        "HD-0.2-R",
-        "HD-0.2-S",
+        "paper §6 headline; Table 1: HD-0.2-R 0.4330 vs HD-0.2-S 0.4436",
+        (("HD-0.2-R", "HD-0.2-S"),),
         "Bias",
         "lower",
     ),
     Claim(
         "C9",
         "The quality x diversity selection beats a random subset of the same size (lower Bias)",
-        "implied by PAPER.md §3 (selection is the method); the paper ran no random control",
-        "HD-0.2-S",
-        "RAND-0.2-S",
+        "implied by paper §3 (selection is the method); the paper ran no random control",
+        (("HD-0.2-S", "RAND-0.2-S"),),
         "Bias",
         "lower",
+        paper_has=False,
     ),
     Claim(
         "C10",
         "SFT on the HD mix raises Bias (Entropy) over Base",
-        "PAPER.md §6, Table 1: HD-0.2-S 0.0580 vs Base 0.0010",
-        "HD-0.2-S",
-        "Base",
+        "paper §6, Table 1: HD-0.2-S 0.0580 vs Base 0.0010",
+        (("HD-0.2-S", "Base"),),
         "Bias (Entropy)",
         "higher",
     ),
     Claim(
         "C11",
         "SFT on the HD mix raises Bias (Cluster) over Base",
-        "PAPER.md §6, Table 1: HD-0.2-S 4.5856 vs Base 3.0393",
-        "HD-0.2-S",
-        "Base",
+        "paper §6, Table 1: HD-0.2-S 4.5856 vs Base 3.0393",
+        (("HD-0.2-S", "Base"),),
         "Bias (Cluster)",
         "higher",
     ),
 ]
 
 
-def verdict(claim: Claim, estimate: float, lo: float, hi: float, real: bool) -> str:
-    """The verdict of one claim from the interval of (model - reference)."""
-    good = -1.0 if "lower" in claim.expect else 1.0  # sign of a difference in the claimed direction
-    g_lo, g_hi = sorted((good * lo, good * hi))  # the interval in the claimed direction
-    if claim.expect.startswith("not worse"):
-        if g_lo > -claim.margin:
-            return "supported"
-        return "contradicted" if real and g_hi < 0 else "not distinguishable"
-    if real:
-        return "supported" if good * estimate > 0 else "contradicted"
-    return "not distinguishable"
+def verdict(p_holm: float, p_supported: float, p_contradicted: float, alpha: float = ALPHA) -> str:
+    """The verdict from the claim's Holm-adjusted two-sided p-value (against 0, or against -margin for "not
+    worse" claims) and its two one-sided p-values: the truth in the claim's direction (for "not worse": better
+    than -margin), or in the opposite one (for "not worse": worse than -margin)."""
+    if not p_holm < alpha:
+        return "not distinguishable"
+    return "supported" if p_supported <= p_contradicted else "contradicted"
 
 
-def score_claims(diffs: pd.DataFrame, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
-    """Each claim with its verdict from `recipe_differences` (Table-1 rows, within a group, in either order; the
-    group with the most seeds where both models exist), the interval behind it and the smallest effect that
-    design detects."""
-    rows = []
-    t1 = diffs[diffs["table"] == "table1_winobias"] if len(diffs) else diffs
-    if len(t1):
-        t1 = t1[t1["group"] == t1["reference_group"]]
-        flipped = t1.rename(columns={"model": "reference", "reference": "model", "lo": "hi", "hi": "lo"})
-        t1 = pd.concat([t1, flipped.assign(estimate=-flipped["estimate"], lo=-flipped["lo"], hi=-flipped["hi"])])
+def holm(p: list[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (scipy's `false_discovery_control` is BH; Holm is written here)."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p)
+    adj = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def _find(groups: list[SeedGroup], claim: Claim):
+    """(group, model, reference) of the first comparison of the claim the runs hold: within the group with the
+    most seeds that has both models."""
+    for model, ref in claim.comparisons:
+        hits = [g for g in groups if arms_for(g, model, ref, metric=claim.metric)]
+        if hits:
+            return max(hits, key=lambda g: g.k), model, ref
+    return None
+
+
+def score_claims(groups: list[SeedGroup], claims: list[Claim] = CLAIMS, seed: int = 0) -> pd.DataFrame:
+    """Each claim with its verdict: the interval of (model - reference), the raw and Holm-adjusted p of the
+    claim's test, the kind of evidence, whether it is the paper's own comparison, and the smallest effect the
+    design detects at 80 % power."""
+    from ..common.stats import seed_for
+
+    rows, tested = [], []
     for c in claims:
-        base = {
-            "id": c.id,
-            "claim": c.text,
-            "source": c.source,
-            "comparison": f"{c.model} − {c.reference}",
-            "metric": c.metric,
-            "expected": c.expect + (f", margin {c.margin:g}" if c.margin else ""),
-        }
-        hit = (
-            t1[(t1["model"] == c.model) & (t1["reference"] == c.reference) & (t1["metric"] == c.metric)]
-            if len(t1)
-            else t1
-        )
-        if not len(hit):
-            rows.append(
-                {**base, "verdict": "not tested", "conclusion": f"{c.model} or {c.reference} not in these runs"}
-            )
+        base = {"id": c.id, "claim": c.text, "source": c.source, "metric": c.metric}
+        base["expected"] = c.expect + (f", margin {c.margin:g}" if c.margin else "")
+        hit = _find(groups, c)
+        if hit is None:
+            wanted = " or ".join(f"{m} − {r}" for m, r in c.comparisons)
+            rows.append({**base, "verdict": "not tested", "comparison": wanted, "conclusion": "not in these runs"})
             continue
-        r = (
-            hit.assign(_k=hit["seeds"].map(lambda s: max(int(x) for x in str(s).split(" vs "))))
-            .sort_values("_k", ascending=False, kind="stable")
-            .iloc[0]
-        )
+        g, model, ref = hit
+        arms = arms_for(g, model, ref, metric=c.metric)
+        null = -c.good * c.margin  # "not worse by more than m": the boundary is -m in the claimed direction
+        r = contrast(arms, [1.0, -1.0], null=null, seed=seed_for(seed, "claim", c.id, g.label))
+        # one-sided p-values of "the truth lies in the claimed direction" and of "in the opposite one"
+        p_sup, p_con = (r["p_greater"], r["p_less"]) if c.good > 0 else (r["p_less"], r["p_greater"])
+        paper = (model, ref) == c.comparisons[0] and c.paper_has
+        tests = "the paper's comparison" if paper else "the kit's own comparison (the paper ran none)"
+        if (model, ref) != c.comparisons[0]:
+            tests = f"not the paper's {c.comparisons[0][0]} − {c.comparisons[0][1]} (not in these runs)"
+        kind = conclusion_kind(r["seeds"], r["items"])
         rows.append(
             {
                 **base,
-                "verdict": verdict(c, r["estimate"], r["lo"], r["hi"], bool(r["real"])),
+                "comparison": f"{model} − {ref}",
+                "tests": tests,
                 "estimate": r["estimate"],
                 "lo": r["lo"],
                 "hi": r["hi"],
-                "p": r["p"],
-                "group": r["group"],
-                "conclusion": r["conclusion"],
-                "detectable_80": r["detectable_80"],
+                "p": min(1.0, 2 * min(p_sup, p_con)),
+                "_p_sup": p_sup,
+                "_p_con": p_con,
+                "group": g.label,
+                "conclusion": kind,
+                "detectable_80": detectable_effect(r["se"], r["df"]),
             }
         )
-    return pd.DataFrame(rows)
+        tested.append(len(rows) - 1)
+    adj = holm([rows[i]["p"] for i in tested]) if tested else []
+    for i, p_adj in zip(tested, adj):
+        row = rows[i]
+        v = verdict(p_adj, row.pop("_p_sup"), row.pop("_p_con"))
+        if v != "not distinguishable":
+            if "exploratory" in row["conclusion"]:
+                v += " (exploratory)"
+            elif not row["conclusion"].startswith("recipe"):
+                v += " (one trained model)"
+        row.update({"p_holm": float(p_adj), "verdict": v})
+    cols = [
+        "id",
+        "claim",
+        "source",
+        "comparison",
+        "tests",
+        "metric",
+        "expected",
+        "verdict",
+        "estimate",
+        "lo",
+        "hi",
+        "p",
+        "p_holm",
+        "group",
+        "conclusion",
+        "detectable_80",
+    ]
+    df = pd.DataFrame(rows)
+    return df[[c for c in cols if c in df.columns]]

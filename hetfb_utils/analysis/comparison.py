@@ -23,7 +23,7 @@ import pandas as pd
 from ..common.stats import seed_summary
 from . import recipes
 from .claims import score_claims
-from .runs import Run, SeedGroup, labels, load_run, seed_groups
+from .runs import Run, SeedGroup, code_line, labels, load_run, relative, seed_groups
 from .uncertainty import CONTROL, MODEL_LEVEL, interval_tables, paired_rows
 
 __all__ = ["Run", "compare", "compare_and_save", "load_run", "save_comparison", "summary_markdown"]
@@ -151,7 +151,16 @@ def compare(where: list[str | Path], aa: bool = True) -> dict[str, pd.DataFrame]
         "recipe_differences": diffs,
         "table1_recipe": table1_recipe(rec, diffs),
         "groups": pd.DataFrame(
-            [{"group": g.label, "runs": ", ".join(g.run_labels), "training_seeds": g.seeds, "k": g.k} for g in groups]
+            [
+                {
+                    "group": g.label,
+                    "runs": ", ".join(g.run_labels),
+                    "training_seeds": g.seeds,
+                    "k": g.k,
+                    "also_varies": "; ".join(f"{k}: {v}" for k, v in g.varies().items()) or "nothing recorded",
+                }
+                for g in groups
+            ]
         ),
     }
     if aa:
@@ -161,7 +170,7 @@ def compare(where: list[str | Path], aa: bool = True) -> dict[str, pd.DataFrame]
     out["minutes"] = pd.DataFrame(
         [{"group": k, "train_minutes_per_model": v[0], "eval_minutes_per_item_model": v[1]} for k, v in minutes.items()]
     )
-    out["claims"] = score_claims(diffs)
+    out["claims"] = score_claims(groups)
     return out
 
 
@@ -203,6 +212,11 @@ def summary_markdown(out: dict[str, pd.DataFrame]) -> str:
             "items only (conclusions about these models, not their recipe)"
         )
         lines.append(f"**Group `{g['group']}`** ({g['runs']}): {kind}.")
+        if g.get("also_varies", "nothing recorded") != "nothing recorded":
+            lines.append(
+                f"  - **Besides the training seed, these runs differ in**: {g['also_varies']}. A recipe-level "
+                "interval assumes the seed is the only difference: rerun the group with one code and machine."
+            )
     d = out.get("recipe_differences", pd.DataFrame())
     if len(d):
         t1 = d[d["table"] == "table1_winobias"]
@@ -246,10 +260,12 @@ def summary_markdown(out: dict[str, pd.DataFrame]) -> str:
 def save_comparison(out: dict[str, pd.DataFrame], where: list[str | Path], out_dir: str | Path) -> Path:
     """`<out_dir>/<view>.{csv,md}` for every view, the forest plots and `summary.md` (which runs, from which
     directories, at which commit)."""
-    from ..common.report import atomic_path, atomic_write_text, git_commit
+    from ..common.report import atomic_path, atomic_write_text
 
     out_dir = Path(out_dir)
-    stamp = f"\n_runs: {', '.join(str(w) for w in where)} · git {git_commit()}_\n"
+    runs = [load_run(w) for w in where]
+    codes = sorted({code_line(r.manifest) for r in runs})
+    stamp = f"\n_runs: {', '.join(relative(r.dir) for r in runs)} · " + "; ".join(codes) + "_\n"
     for name, df in out.items():
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             df.to_csv(tmp, index=False)

@@ -27,10 +27,20 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from ..common.multiboot import Arm, contrast, design, detectable_effect, real_difference, variance_components
-from ..common.stats import paired, proportion, seed_for
+from ..common.stats import paired, proportion, real_difference, seed_for
+from ..evaluation.registry import item_tables
+from .multiboot import (
+    EXPLORATORY_BELOW,
+    LOG_METRICS,
+    Arm,
+    contrast,
+    design,
+    detectable_effect,
+    terms,
+    variance_components,
+)
 from .runs import SeedGroup
-from .uncertainty import CONTROL, TABLES, item_frame
+from .uncertainty import CONTROL, item_frame
 
 ONE_SEED = "model (one training seed: the interval covers evaluation items only)"
 # differences the design helper sizes a study for (the metric's units)
@@ -47,13 +57,18 @@ ITEM_GRID = (100, 200, 400, 790)
 
 
 def conclusion_kind(seeds: list[int], items: int) -> str:
-    """What an interval speaks about, from the seeds per arm (0 = Base, not trained)."""
+    """What an interval speaks about, from the seeds per arm (0 = Base, not trained), labelled by its weakest
+    trained arm: a recipe when every trained arm has >= 2 seeds (exploratory below `EXPLORATORY_BELOW`), one
+    trained model when an arm has a single seed (its seed variance is unknown, so the interval covers items)."""
     trained = [k for k in seeds if k]
-    if trained and max(trained) >= 2:
-        return f"recipe ({' vs '.join(str(k) for k in seeds)} seeds x {items} items)"
     if not trained:
         return "Base (not trained: the interval covers evaluation items only)"
-    return ONE_SEED
+    design = f"{' vs '.join(str(k) for k in seeds)} seeds x {items} items"
+    if min(trained) < 2:
+        return ONE_SEED if max(trained) < 2 else f"model ({design}: a one-seed arm, no recipe-level conclusion)"
+    if min(trained) < EXPLORATORY_BELOW:
+        return f"recipe, exploratory ({design})"
+    return f"recipe ({design})"
 
 
 def _arms(group_models: list[tuple[SeedGroup, str]], key: str, num: str, den: str | None) -> list[Arm] | None:
@@ -94,13 +109,15 @@ def arms_for(
     group: SeedGroup, model: str, reference: str | None = None, table: str = "table1_winobias", metric: str = "Bias"
 ) -> list[Arm] | None:
     """The arms of `model` (and `reference`) of a group on one metric, on the items every run scored."""
-    key, cols = TABLES[table]
+    key, cols = item_tables()[table]
     num, den = next((n, d) for c, n, d in cols if c == metric)
     return _arms([(group, model)] + ([(group, reference)] if reference else []), key, num, den)
 
 
 def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: int, **labels) -> dict:
-    r = contrast(arms, weights, seed=seed)
+    # a single arm of a non-negative, skewed metric: its interval on the log scale (multiboot.LOG_METRICS)
+    transform = "log" if len(arms) == 1 and metric in LOG_METRICS else None
+    r = contrast(arms, weights, seed=seed, transform=transform)
     seeds = r.pop("seeds")
     return {
         "table": table,
@@ -109,12 +126,12 @@ def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: i
         **r,
         "seeds": " vs ".join(map(str, seeds)),
         "conclusion": conclusion_kind(seeds, r["items"]),
-        "detectable_80": detectable_effect(r["se"]),
+        "detectable_80": detectable_effect(r["se"], r["df"]),
     }
 
 
 def _metrics():
-    for table, (key, cols) in TABLES.items():
+    for table, (key, cols) in item_tables().items():
         for col, num, den in cols:
             yield table, key, col, num, den
 
@@ -193,70 +210,112 @@ def recipe_differences(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- A/A calibration
+AA_TESTS = {
+    "item": "item-level (one seed vs one seed)",
+    "unpaired": "recipe, unpaired (half the seeds vs the other half)",
+    "paired": "recipe, paired (two recipes' models swapped within seed pairs)",
+    "vs Base": "recipe vs Base (the sign of each seed's difference from Base flipped in half the seeds)",
+}
+
+
+def _aa_row(test: str, g: SeedGroup, model: str, metric: str, split: str, est, lo, hi, real) -> dict:
+    return {
+        "test": AA_TESTS[test],
+        "group": g.label,
+        "model": model,
+        "metric": metric,
+        "split": split,
+        "estimate": est,
+        "lo": lo,
+        "hi": hi,
+        "called_different": bool(real),
+    }
+
+
+def _balanced_flips(k: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(seeds used, seeds flipped): an even number of the k seeds (the first one left out when k is odd, each
+    in turn), half of them flipped, each split once (the half without the first seed used)."""
+    uses = [tuple(range(k))] if k % 2 == 0 else [tuple(i for i in range(k) if i != drop) for drop in range(k)]
+    out = []
+    for use in uses:
+        for flip in itertools.combinations(use, len(use) // 2):
+            if use[0] not in flip:
+                out.append((use, flip))
+    return out if k >= 2 else []
+
+
 def aa_calibration(
-    groups: list[SeedGroup], tables: tuple[str, ...] = ("table1_winobias",), seed: int = 0, n_boot: int = 1000
+    groups: list[SeedGroup], tables: tuple[str, ...] = ("table1_winobias",), seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Runs of the same recipe compared with each other, where nothing differs but the training seed. The
-    item-level test (one model against another on the same items: what a single-seed comparison does) on
-    every pair of seeds; the Multi-Bootstrap on every split of the seeds into two halves (>= 2 seeds each).
-    Returns (every comparison, the share each test called different with its Wilson interval)."""
+    """Comparisons of real runs whose true difference is 0 by construction, in every setting the kit reports;
+    how often each test calls them different (5 % is nominal):
+
+    * item-level: one seed's model against another seed's, same recipe (what a one-seed comparison does);
+    * unpaired: half of a recipe's seeds against the other half;
+    * paired: two recipes trained on the same seeds, their models swapped in half of the seed pairs, so each
+      arm holds as many models of one recipe as of the other (the pairing and its correlation are real);
+    * vs Base: each seed's per-item difference from Base, its sign flipped in half of the seeds.
+
+    In the paired and vs-Base A/A the balanced swap also cancels the item effects: they calibrate the
+    seed-dominated regime, where few seeds are hardest. Returns (every comparison, the share each test called
+    different with its Wilson interval)."""
     rows = []
     for g in groups:
         if g.k < 2:
             continue
         trained = [m for m in g.runs[0].models() if m != "Base" and all(m in r.models() for r in g.runs)]
         for table, key, col, num, den in _metrics():
-            if table not in tables:
+            if table not in tables or den:
                 continue
-            for m in trained:
-                arms = _arms([(g, m)], key, num, den)
-                if not arms:
-                    continue
-                a = arms[0]
-                for i, j in itertools.combinations(range(a.k), 2):
-                    d = paired(
-                        a.values[i],
-                        a.values[j],
-                        a.den[i] if den else None,
-                        a.den[j] if den else None,
-                        seed=seed_for(seed, "aa", g.label, col, m, i, j),
-                    )
-                    rows.append(
-                        {
-                            "test": "item-level (one seed vs one seed)",
-                            "group": g.label,
-                            "model": m,
-                            "metric": col,
-                            "split": f"s{g.seeds[i]} vs s{g.seeds[j]}",
-                            "estimate": d["delta"],
-                            "lo": d["delta_lo"],
-                            "hi": d["delta_hi"],
-                            "called_different": real_difference(d["delta"], d["delta_lo"], d["delta_hi"]),
-                        }
-                    )
-                for half in _splits(a.k):
-                    rest = [s for s in range(a.k) if s not in half]
-                    sub = [
-                        Arm(a.values[list(ix)], [a.seeds[s] for s in ix], a.den[list(ix)] if den else None)
-                        for ix in (half, rest)
-                    ]
-                    r = contrast(sub, [1.0, -1.0], n_boot=n_boot, seed=seed_for(seed, "aa-mb", g.label, col, m, half))
-                    rows.append(
-                        {
-                            "test": "Multi-Bootstrap (half the seeds vs the other half)",
-                            "group": g.label,
-                            "model": m,
-                            "metric": col,
-                            "split": " ".join(f"s{g.seeds[s]}" for s in half)
-                            + " vs "
-                            + " ".join(f"s{g.seeds[s]}" for s in rest),
-                            "estimate": r["estimate"],
-                            "lo": r["lo"],
-                            "hi": r["hi"],
-                            "called_different": r["real"],
-                        }
-                    )
-    every = pd.DataFrame(rows)
+            arms = {m: _arms([(g, m)], key, num, None) for m in trained + ["Base"]}
+            arms = {m: a[0] for m, a in arms.items() if a}
+            for m in [m for m in trained if m in arms]:
+                rows += _aa_one_recipe(g, m, col, arms[m], seed)
+                if "Base" in arms:
+                    d = Arm(arms[m].values - arms["Base"].values, arms[m].seeds)
+                    rows += _aa_flips(g, m, col, d, None, "vs Base", seed)
+            for m1, m2 in itertools.combinations([m for m in trained if m in arms], 2):
+                rows += _aa_flips(g, f"{m1} / {m2}", col, arms[m1], arms[m2], "paired", seed)
+    return _aa_summary(pd.DataFrame(rows))
+
+
+def _aa_one_recipe(g: SeedGroup, m: str, col: str, a: Arm, seed: int) -> list[dict]:
+    """Seed against seed (item-level) and half against half (unpaired) of one recipe."""
+    rows = []
+    for i, j in itertools.combinations(range(a.k), 2):
+        d = paired(a.values[i], a.values[j], seed=seed_for(seed, "aa", g.label, col, m, i, j))
+        real = real_difference(d["delta"], d["delta_lo"], d["delta_hi"])
+        split = f"s{g.seeds[i]} vs s{g.seeds[j]}"
+        rows.append(_aa_row("item", g, m, col, split, d["delta"], d["delta_lo"], d["delta_hi"], real))
+    for half in _splits(a.k):
+        rest = [s for s in range(a.k) if s not in half]
+        sub = [Arm(a.values[list(ix)], [a.seeds[s] for s in ix]) for ix in (half, rest)]
+        r = contrast(sub, [1.0, -1.0], seed=seed_for(seed, "aa-mb", g.label, col, m, half))
+        split = " ".join(f"s{g.seeds[s]}" for s in half) + " vs " + " ".join(f"s{g.seeds[s]}" for s in rest)
+        rows.append(_aa_row("unpaired", g, m, col, split, r["estimate"], r["lo"], r["hi"], r["real"]))
+    return rows
+
+
+def _aa_flips(g: SeedGroup, m: str, col: str, a: Arm, b: Arm | None, test: str, seed: int) -> list[dict]:
+    """Balanced swaps within seed pairs: `b` given, a's and b's models of the flipped seeds change arms (paired);
+    else the flipped seeds' rows of `a` change sign (vs Base, `a` the differences from Base)."""
+    rows = []
+    for use, flip in _balanced_flips(a.k):
+        labels = [a.seeds[s] for s in use]
+        sign = np.array([-1.0 if s in flip else 1.0 for s in use])[:, None]
+        if b is None:
+            arms, w = [Arm(sign * a.values[list(use)], labels)], [1.0]
+        else:
+            x, y = a.values[list(use)], b.values[list(use)]
+            arms = [Arm(np.where(sign > 0, x, y), labels), Arm(np.where(sign > 0, y, x), labels)]
+            w = [1.0, -1.0]
+        r = contrast(arms, w, seed=seed_for(seed, "aa-flip", test, g.label, col, m, use, flip))
+        split = f"{len(use)} seeds, flipped " + " ".join(f"s{g.seeds[s]}" for s in flip)
+        rows.append(_aa_row(test, g, m, col, split, r["estimate"], r["lo"], r["hi"], r["real"]))
+    return rows
+
+
+def _aa_summary(every: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary = []
     for test, d in every.groupby("test", sort=False) if len(every) else []:
         ci = proportion(int(d["called_different"].sum()), len(d))
@@ -289,10 +348,12 @@ def variance_split(
     effects: dict | None = None,
     tables: tuple[str, ...] = ("table1_winobias",),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per group, comparison and metric: the variance components of the per-seed differences, the share of
-    the comparison's variance from seeds vs items at the group's design, and (design) the seeds per arm needed
-    to detect `effects[metric]` at 80 % power for several item counts, with its cost in minutes
-    (`minutes[group] = (training minutes per seed and arm, evaluation minutes per item, seed and model)`)."""
+    """Per group, comparison and metric: the variance components of the per-seed differences (with an 80 % upper
+    confidence bound on the seed variance), the share of the comparison's variance from seeds vs items at the
+    group's design (as `contrast` reports it), and (design) the seeds per arm (at least 2) needed to detect
+    `effects[metric]` at 80 % power for several item counts, planned with the seed variance's estimate and with
+    its upper bound, with the cost in minutes (`minutes[group] = (training minutes per seed and arm, evaluation
+    minutes per item, seed and model)`)."""
     effects = {**DESIGN_EFFECTS, **(effects or {})}
     split_rows, design_rows = [], []
     for g in groups:
@@ -309,8 +370,9 @@ def variance_split(
                     continue
                 diff = arms[0].values - arms[1].values  # Base is one row: broadcast
                 comp = variance_components(diff)
+                parts = terms([Arm(diff)], [1.0]).parts()  # the shares `contrast` reports, one definition
+                total = sum(parts.values())
                 k, n = diff.shape
-                total = comp["seed"] / k + comp["item"] / n + comp["residual"] / (k * n)
                 split_rows.append(
                     {
                         "group": g.label,
@@ -321,25 +383,34 @@ def variance_split(
                         "seeds": k,
                         "items": n,
                         "var_seed": comp["seed"],
+                        "var_seed_upper80": comp["seed_upper"],
                         "var_item": comp["item"],
                         "var_residual": comp["residual"],
-                        "share_seeds": comp["seed"] / k / total if total else float("nan"),
-                        "share_items": (comp["item"] / n + comp["residual"] / (k * n)) / total
-                        if total
-                        else float("nan"),
+                        "share_seeds": parts["seeds"] / total if total else float("nan"),
+                        "share_items": (parts["items"] + parts["residual"]) / total if total else float("nan"),
                     }
                 )
                 if col not in effects:
                     continue
                 train_min, eval_min = (minutes or {}).get(g.label, (0.0, 0.0))
-                for row in design(
-                    [comp],
-                    effects[col],
+                kw = dict(
                     items=sorted({*ITEM_GRID, n}),
                     minutes_per_seed=train_min * (1 if b == "Base" else 2),
                     minutes_per_item_and_seed=eval_min * (1 if b == "Base" else 2),
-                ):
-                    design_rows.append({"group": g.label, "metric": col, "model": a, "reference": b, **row})
+                )
+                upper = design([comp], effects[col], seed_key="seed_upper", **kw)
+                for row, up in zip(design([comp], effects[col], **kw), upper):
+                    design_rows.append(
+                        {
+                            "group": g.label,
+                            "metric": col,
+                            "model": a,
+                            "reference": b,
+                            **row,
+                            "seeds_per_arm_upper80": up["seeds_per_arm"],
+                            "minutes_upper80": up.get("minutes"),
+                        }
+                    )
     return pd.DataFrame(split_rows), pd.DataFrame(design_rows)
 
 

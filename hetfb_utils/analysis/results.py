@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..evaluation.tables import PAPER_TABLE1, TABLE1_COLUMNS
-from .runs import Run, load_run
+from .runs import Run, code_line, load_run, relative
 from .uncertainty import R_MARK, wide_with_intervals
 
 OTHER = {
@@ -48,7 +48,7 @@ def _stamp(run: Run) -> str:
         )
     )
     return (
-        f"_run `{run.name}` ({run.dir}) · git {man.get('git', '?')} · params {run.params.digest()} · model "
+        f"_run `{run.name}` ({relative(run.dir)}) · {code_line(man)} · params {run.params.digest()} · model "
         f"`{run.params.model.name_or_path}` · seeds: data {seeds['data']}, training {seeds['training']}, "
         f"evaluation {seeds['evaluation']} · machine: {machine} · notebooks {man.get('wall_time_s', '?')} s"
         + (" (trained stages copied from the stage store: their own times are in their manifests)" if reused else "")
@@ -138,7 +138,8 @@ def comparison_section(d: Path) -> str:
     for name, title in (
         ("table1_recipe", "Table 1 by recipe"),
         ("claims", "The paper's claims, scored"),
-        ("aa_summary", "A/A calibration: runs of the same recipe compared"),
+        ("replication", "Do the verdicts replicate on new training seeds?"),
+        ("aa_summary", "A/A calibration: comparisons whose truth is 0, in every setting the kit reports"),
         ("variance", "Where the variance comes from (Table 1, vs Base)"),
     ):
         p = d / f"{name}.csv"
@@ -152,11 +153,14 @@ def comparison_section(d: Path) -> str:
                             "id",
                             "claim",
                             "comparison",
+                            "tests",
                             "metric",
                             "verdict",
                             "estimate",
                             "lo",
                             "hi",
+                            "p",
+                            "p_holm",
                             "conclusion",
                             "detectable_80",
                         )
@@ -180,28 +184,41 @@ def discover(output_root: Path) -> tuple[list[Path], list[Path]]:
 
 
 def claims_block(compare_dir: Path) -> str:
-    """The README's current verdicts: the claims table of one comparison, with where and when it was made."""
+    """The README's current verdicts: the claims of one comparison, each with its seed counts and, when the
+    comparison was replicated (`seeds --replicate K`), whether the verdict held on the new seeds; a verdict that
+    did not replicate is printed as not distinguishable."""
     from ..common.stats import fmt_ci
 
-    df = pd.read_csv(Path(compare_dir) / "claims.csv")
+    d = Path(compare_dir)
+    df = pd.read_csv(d / "claims.csv")
+    rep = pd.read_csv(d / "replication.csv").set_index("id") if (d / "replication.csv").is_file() else None
     rows = []
     for _, r in df.iterrows():
         interval = fmt_ci(r["estimate"], r["lo"], r["hi"]) if pd.notna(r.get("estimate")) else "–"
         det = f"{r['detectable_80']:.3g}" if pd.notna(r.get("detectable_80")) else "–"
+        verdict, status = r["verdict"], "not replicated yet (`seeds --replicate K`)"
+        if rep is not None and r["id"] in rep.index:
+            x = rep.loc[r["id"]]
+            verdict = x["printed"]
+            if x["status"] not in ("not tested",):
+                new = fmt_ci(x["new_estimate"], x["new_lo"], x["new_hi"]) if pd.notna(x.get("new_estimate")) else "–"
+                status = f"{x['status']} on {x['new_seeds']}: {x['new_verdict']}, {new}"
         rows.append(
             {
                 "claim": f"{r['id']}: {r['claim']}",
-                "comparison": f"{r['comparison']}, {r['metric']}",
-                "verdict": f"**{r['verdict']}**",
+                "comparison": f"{r['comparison']}, {r['metric']}"
+                + (f" ({r['tests']})" if isinstance(r.get("tests"), str) and "not the paper" in r["tests"] else ""),
+                "verdict": f"**{verdict}**",
                 "difference [95 % CI]": interval,
                 "evidence": r["conclusion"],
+                "replication": status,
                 "detectable at 80 %": det,
             }
         )
-    when = _dt.datetime.fromtimestamp((Path(compare_dir) / "claims.csv").stat().st_mtime, _dt.timezone.utc)
+    when = _dt.datetime.fromtimestamp((d / "claims.csv").stat().st_mtime, _dt.timezone.utc)
     return (
-        f"From `{Path(compare_dir).name}` ({when:%Y-%m-%d}); the paper's numbers are LLaMA-7B's, these are "
-        "SmolLM2-135M's on a CPU budget.\n\n" + _md(pd.DataFrame(rows))
+        f"From `{d.name}` ({when:%Y-%m-%d}); p-values Holm-adjusted across the claims; the paper's numbers are "
+        "LLaMA-7B's, these are SmolLM2-135M's on a CPU budget.\n\n" + _md(pd.DataFrame(rows))
     )
 
 
@@ -232,17 +249,24 @@ def write_results(
         runs, compare_dirs = discover(REPO_ROOT / "outputs")
         if not runs and not compare_dirs:
             raise FileNotFoundError("no finished run under outputs/: run `make reproduce` (or give run directories)")
+    from ..common.report import git_commit
+
     loaded = [load_run(r) for r in runs]
+    head_commit = git_commit()
+    tree = (
+        "clean tree" if not head_commit.endswith("+dirty") else "**uncommitted changes: regenerate from a clean tree**"
+    )
     head = [
         "# Results",
         "",
         f"Generated by `python -m hetfb_utils results` on "
-        f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from "
-        + ", ".join(f"`{r.dir}`" for r in loaded)
-        + (" and " + ", ".join(f"`{c}`" for c in compare_dirs) if compare_dirs else "")
-        + ". Do not edit by hand: "
-        "re-run the command. Every number comes with its interval, and each conclusion says whether it is "
-        "about one trained model (one training seed) or about a recipe (training seeds x items).",
+        f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} at git {head_commit} ({tree}) from "
+        + ", ".join(f"`{relative(r.dir)}`" for r in loaded)
+        + (" and " + ", ".join(f"`{relative(Path(c))}`" for c in compare_dirs) if compare_dirs else "")
+        + ". Do not edit by hand: re-run the command. Each run's stamp names the commit and the code hash that "
+        "produced it, and says when that is not the code at HEAD. Every number comes with its interval, and each "
+        "conclusion says whether it is about one trained model (one training seed) or about a recipe (training "
+        "seeds x items).",
         "",
     ]
     body = [run_section(r) for r in loaded] + [comparison_section(Path(c)) for c in compare_dirs]

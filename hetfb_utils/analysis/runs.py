@@ -21,6 +21,7 @@ class Run:
     dir: Path
     params: Params
     results: list[dict]
+    manifest: dict | None = None
 
     @property
     def seed(self) -> int:
@@ -70,6 +71,8 @@ def load_run(where: str | Path) -> Run:
     else:
         params = load_params(where)
         run_dir = params.run_dir
+        man_path = run_dir / "manifest.json"
+        man = _read_json(man_path, "run manifest") if man_path.is_file() else {}
     res = run_dir / "eval" / "results.json"
     if not res.is_file():
         raise RunReadError(
@@ -79,7 +82,7 @@ def load_run(where: str | Path) -> Run:
     results = _read_json(res, "evaluation results file")
     if not isinstance(results, list) or not all(isinstance(r, dict) and "model" in r for r in results):
         raise RunReadError(f"{res}: expected a list of model results (each with a `model` name)")
-    return Run(params.run_name, run_dir, params, results)
+    return Run(params.run_name, run_dir, params, results, man if isinstance(man, dict) else {})
 
 
 def labels(runs: list[Run]) -> list[str]:
@@ -121,6 +124,73 @@ class SeedGroup:
     def models(self) -> list[str]:
         """The models any run of the group evaluated, in their order."""
         return list(dict.fromkeys(m for r in self.runs for m in r.models()))
+
+    def varies(self) -> dict[str, list]:
+        """What else differs between the runs of the group besides the training seed (`run_facts`): field ->
+        the values seen, for the fields with more than one. Empty: the seeds are the only difference recorded."""
+        facts = [run_facts(r) for r in self.runs]
+        keys = dict.fromkeys(k for f in facts for k in f)
+        out = {}
+        for k in keys:
+            vals = list(dict.fromkeys(json.dumps(f.get(k), sort_keys=True) for f in facts))
+            if len(vals) > 1:
+                out[k] = [json.loads(v) for v in vals]
+        return out
+
+
+def run_facts(run: Run) -> dict:
+    """What a run's models depend on besides its params, as its manifest records it: the code (git commit and
+    package hash), the packages, the machine (processor, cores, torch threads) and whether its trained stages
+    were copied from another run."""
+    man = run.manifest or {}
+    machine = man.get("machine") or {}
+    reused = sorted(
+        {
+            json.loads(m.read_text()).get("reused_from", {}).get("run") or ""
+            for m in run.dir.glob("models/*/*/manifest.json")
+        }
+        - {""}
+    )
+    return {
+        "code": man.get("code") or man.get("git"),  # the package's code hash (older manifests: the commit)
+        "packages": man.get("packages"),
+        "processor": machine.get("processor"),
+        "cores": machine.get("cores"),
+        "torch_threads": machine.get("torch_threads"),
+        "stages_copied_from": reused,
+    }
+
+
+def relative(path: Path) -> str:
+    """A path as a reader should see it: relative to the repository (or the working directory), never this
+    machine's absolute path."""
+    from ..common.params import REPO_ROOT
+
+    path = Path(path).resolve()
+    for root in (REPO_ROOT, Path.cwd()):
+        try:
+            return str(path.relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def code_line(man: dict) -> str:
+    """Which code produced a run: its git commit and the hash of the package's code, and whether that code is
+    the code at HEAD now (the hash compares the code itself, so a run made before a documentation-only commit
+    still counts as HEAD's code)."""
+    from ..common.report import git_commit
+    from ..common.version import code_version
+
+    head, now = git_commit(), code_version()
+    git, code = (man or {}).get("git", "?"), (man or {}).get("code")
+    if code is None:
+        same = "code hash not recorded"
+    elif code == now:
+        same = "the code at HEAD" if git.split("+")[0] == head.split("+")[0] else f"the same code as HEAD {head}"
+    else:
+        same = f"**not** the code at HEAD ({head})"
+    return f"git {git} (code {code or '?'}: {same})"
 
 
 def seed_groups(runs: list[Run]) -> list[SeedGroup]:

@@ -21,46 +21,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..common.multiboot import real_difference
 from ..common.params import Params
-from ..common.stats import fmt_ci, interval, paired, proportion, seed_for
+from ..common.stats import fmt_ci, interval, paired, proportion, real_difference, seed_for
+from ..evaluation.registry import item_tables
 
-# table -> (result key, [(column, item numerator, item denominator or None)])
-TABLES = {
-    "table1_winobias": (
-        "winobias",
-        [(c, c, None) for c in ("Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity")],
-    ),
-    "winogender": (
-        "winogender",
-        [
-            ("accuracy_male", "correct_male", None),
-            ("accuracy_female", "correct_female", None),
-            ("gap_male_minus_female", "gap", None),
-            ("Bias", "Bias", None),
-            ("Bias (Entropy)", "Bias (Entropy)", None),
-        ],
-    ),
-    "winogrande": (
-        "winogrande",
-        [
-            ("accuracy", "accuracy", None),
-            ("accuracy_mean_loss", "accuracy_mean_loss", None),
-            ("accuracy_partial", "accuracy_partial", None),
-        ],
-    ),
-    "crows_pairs": ("crows", [(t, t, None) for t in ("plausible_AB", "stereotype_yes_no", "stereotype_correct")]),
-    "oasst_heldout": ("oasst_ll", [("likelihood_pref_accuracy", "likelihood_pref_accuracy", None)]),
-    "ifeval": (
-        "ifeval",
-        [
-            ("prompt_level_strict", "prompt_level_strict", None),
-            ("prompt_level_loose", "prompt_level_loose", None),
-            ("inst_level_strict", "inst_strict_followed", "instructions"),
-            ("inst_level_loose", "inst_loose_followed", "instructions"),
-        ],
-    ),
-}
 CONTROL = re.compile(r"^(RAND|Q|DIV)-([0-9.]+)-([SR])$")
 R_MARK, DIFF_MARK = "†", "*"
 MODEL_LEVEL = "model (one training seed: the interval covers evaluation items only)"
@@ -101,7 +65,7 @@ def paired_rows(a: dict, b: dict, seed: int, model_a: str, model_b: str) -> list
     """Model A minus model B on every metric of every table both were scored on, paired on the items
     both scored (no item in common: no row)."""
     rows = []
-    for table, (key, cols) in TABLES.items():
+    for table, (key, cols) in item_tables().items():
         ia, ib = item_frame(a, key), item_frame(b, key)
         if ia is None or ib is None or not len(ia.index.intersection(ib.index)):
             continue
@@ -138,7 +102,7 @@ def interval_tables(results: list[dict], params: Params, diffs: pd.DataFrame | N
         }
     )
     out = {}
-    for table, (key, cols) in TABLES.items():
+    for table, (key, cols) in item_tables().items():
         rows = []
         base_items = item_frame(base, key) if base else None
         for r in ok:
@@ -179,7 +143,7 @@ def differences(results: list[dict], params: Params) -> pd.DataFrame:
     pairs = [(m, "Base") for m in ok if m != "Base" and "Base" in ok]
     pairs += [(m, m[:-1] + "S") for m in ok if m.endswith("R") and m[:-1] + "S" in ok]
     df = pd.DataFrame([row for a, b in pairs for row in paired_rows(ok[a], ok[b], params.eval_seed, a, b)])
-    order = {t: i for i, t in enumerate(TABLES)}  # table by table, as the tables are printed
+    order = {t: i for i, t in enumerate(item_tables())}  # table by table, as the tables are printed
     return df.sort_values("table", key=lambda t: t.map(order), kind="stable").reset_index(drop=True) if len(df) else df
 
 

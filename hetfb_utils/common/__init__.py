@@ -11,7 +11,6 @@
 | `locations` | the data mirror and its files |
 | `report` | atomic writes, tables (CSV + Markdown) and figures with provenance stamps |
 | `stats` | intervals over evaluation items, paired tests, Wilson intervals (scipy) |
-| `multiboot` | the Multi-Bootstrap over training seeds and items, variance components, design |
 | `version` | hashes of the package's own code, by group: what keys every cache |
 | `progress`, `distributed` | progress lines for the runner's console; several processes, one stage |
 """

@@ -15,7 +15,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-STAGE_SECTIONS = {"sft": ("sft",), "reward": ("reward",), "ppo": ("rl", "ppo"), "dpo": ("rl", "dpo")}
+STAGE_SECTIONS = {
+    "sft": ("sft",),
+    "reward": ("reward",),
+    "ppo": ("rl", "ppo"),
+    "rloo": ("rl", "rloo"),
+    "dpo": ("rl", "dpo"),
+}
 LORA_DEFAULTS = {
     "r": 16,
     "lora_alpha": 32,
@@ -47,6 +53,10 @@ def config_class(kind: str):
         from trl.experimental.ppo import PPOConfig
 
         return PPOConfig
+    if kind == "rloo":
+        from trl import RLOOConfig
+
+        return RLOOConfig
     raise KeyError(kind)
 
 
@@ -117,20 +127,19 @@ def _section(params, stage: str):
 
 
 def stage_config(params, stage: str, output_dir: Path, **extra):
-    """The TRL config of a stage from its `args`, over the run's defaults (training seed, no reporting,
-    CPU/GPU settings, checkpoints) and the stage's own `extra` defaults."""
+    """The TRL config of a stage from its `args`, over the run's defaults (training seed, precision, no
+    reporting, CPU/GPU settings, checkpoints) and the stage's own `extra` defaults."""
     import torch
 
     section = _section(params, stage)
     cls = config_class(stage)
-    on_gpu = torch.cuda.is_available() and params.model.dtype in ("auto", "bfloat16")
     # use_cpu without CUDA: under `accelerate launch` the processes then join over gloo (the
     # Trainer would otherwise treat each of them as a lone process writing the same files)
     kwargs = {
         "output_dir": str(output_dir),
         "seed": params.training_seed,
         "report_to": "none",
-        "bf16": on_gpu,
+        "bf16": params.training_precision == "bf16",  # mixed precision (`common.precision`)
         "use_cpu": not torch.cuda.is_available(),
         "save_strategy": "steps",
         "save_total_limit": 1,
@@ -144,9 +153,12 @@ def stage_config(params, stage: str, output_dir: Path, **extra):
     kwargs.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     if "activation_checkpointing" in names:
         # transformers 5.23 renamed `gradient_checkpointing` to `activation_checkpointing` (and warns at every
-        # config whose old field is set, as TRL's default True is); pass the value under its new name
-        old_default = {f.name: f.default for f in dataclasses.fields(cls)}.get("gradient_checkpointing")
-        kwargs.setdefault("activation_checkpointing", kwargs.pop("gradient_checkpointing", old_default))
+        # config whose old field is set, as TRL's default True is); pass the value under its new name. TRL turns it
+        # on by default to save GPU memory; on a CPU memory is ample and recomputing every layer's forward in the
+        # backward pass costs time (`make bench` measures it), so there it is off unless the params ask for it.
+        default = {f.name: f.default for f in dataclasses.fields(cls)}.get("gradient_checkpointing")
+        default = default if torch.cuda.is_available() else False
+        kwargs.setdefault("activation_checkpointing", kwargs.pop("gradient_checkpointing", default))
         kwargs.pop("gradient_checkpointing", None)
     return cls(**{k: v for k, v in kwargs.items() if k in names})
 

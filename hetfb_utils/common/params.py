@@ -118,6 +118,13 @@ class Params(_Strict):
         return self.seed if self.evaluation.seed is None else self.evaluation.seed
 
     @property
+    def training_precision(self) -> str:
+        """`training.precision` resolved on this machine: `fp32` or `bf16` (`common.precision`)."""
+        from .precision import resolve
+
+        return resolve(self.training.precision)[0]
+
+    @property
     def seeds(self) -> dict[str, int]:
         """The three seeds as resolved: what manifests, table stamps and stage keys record."""
         return {"data": self.data_seed, "training": self.training_seed, "evaluation": self.eval_seed}
@@ -162,7 +169,8 @@ class Params(_Strict):
 
     def resolved_dump(self) -> dict:
         """The parameters as JSON data with every seed resolved (`data.seed: null` and `data.seed: 42` under
-        `seed: 42` are the same draw), plus the pseudo-sections `data_seed`, `training_seed`, `eval_seed`."""
+        `seed: 42` are the same draw), plus the pseudo-sections `data_seed`, `training_seed`, `eval_seed` and
+        `training_precision` (resolved on this machine)."""
         d = self.model_dump(mode="json")
         d["data"]["seed"], d["training"]["seed"], d["evaluation"]["seed"] = (
             self.data_seed,
@@ -170,6 +178,7 @@ class Params(_Strict):
             self.eval_seed,
         )
         d.update(data_seed=self.data_seed, training_seed=self.training_seed, eval_seed=self.eval_seed)
+        d["training_precision"] = self.training_precision  # resolved: auto is bf16 on one machine, fp32 on another
         d["training"].pop("group_seeds")  # which seeds a group runs: not an input of any stage
         return d
 

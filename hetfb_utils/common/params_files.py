@@ -143,8 +143,13 @@ def _step(node: Any, k: str, path: list[str], create: bool) -> Any:
         try:
             i = int(k)
         except ValueError:
+            names = [e.get("name") for e in node if isinstance(e, dict)]
+            if k in names:  # a list of named entries (data.sources): by name, e.g. data.sources.oasst.label
+                return node[names.index(k)]
+            named = f" or by name ({', '.join(map(str, names))})" if any(names) else ""
             raise ParamsError(
-                f"override key '{'.'.join(path + [k])}': `{where}` is a list, index it by number (0..{len(node) - 1})"
+                f"override key '{'.'.join(path + [k])}': `{where}` is a list, index it by number "
+                f"(0..{len(node) - 1}){named}"
             ) from None
         if not -len(node) <= i < len(node):
             raise ParamsError(
@@ -175,8 +180,8 @@ def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
             node = _step(node, k, keys[:j], create=True)
         last = keys[-1]
         if isinstance(node, list):
-            _step(node, last, keys[:-1], create=False)  # checks the index
-            node[int(last)] = value
+            child = _step(node, last, keys[:-1], create=False)  # checks the index (or the name)
+            node[next(i for i, e in enumerate(node) if e is child)] = value
         elif isinstance(node, dict):
             node[last] = value
         else:

@@ -85,6 +85,12 @@ class DataParams(_Strict):
         "en", description="Keep only rows in this language (oasst `lang`); null = all languages."
     )
     sources: list[SourceSpec] = Field(min_length=1)
+    audit_max_pairs: int | None = Field(
+        150,
+        gt=0,
+        description="The label signal audit of notebook 01 (`selection.signal`): at most this many pairs per "
+        "source and label, drawn by whole groups (trees, twins); null = all.",
+    )
     seed: int | None = _seed(
         "The data draw: OASST tree split, `max_rows` subsets, selection (k-means, random "
         "draws), the stages' held-out slices. null = `seed`."
@@ -197,18 +203,46 @@ class SFTParams(_Stage):
 
 class RewardParams(_Stage):
     KIND: ClassVar[str] = "reward"
-
-
-class PPOParams(_Stage):
-    KIND: ClassVar[str] = "ppo"
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    max_prompt_length: int = Field(128, gt=0, description="PPO prompts keep their last N tokens.")
-    probe_prompts: int = Field(
-        16,
-        ge=0,
-        description="Training prompts answered greedily before and "
-        "after PPO and scored by the reward model (did the reward rise?); 0 = off.",
+    method: Literal["head", "lora", "head+lora"] = Field(
+        "head",
+        description="How the reward model learns: `head` = a score head fitted on the SFT model's frozen "
+        "features (logistic regression, grouped cross-validation); `lora` = TRL's RewardTrainer with LoRA (the "
+        "paper's recipe; `args` and `lora` apply); `head+lora` = the fitted head, then RewardTrainer.",
     )
+    eval_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Held-out slice of the variant, for sources without a held-out pool (custom `numeric` / "
+        "`pairwise` sources); OASST, WinoBias and WinoGrande are judged on `heldout_per_source` pairs no variant "
+        "trains on (`training/heldout.py`).",
+    )
+    heldout_per_source: int | None = Field(
+        64,
+        gt=0,
+        description="Held-out pairs per source every reward model of the run is judged on (OASST held-out trees "
+        "under the training label, WinoBias and WinoGrande evaluation splits), drawn by twins / trees; null = all.",
+    )
+    shuffled_control: bool = Field(
+        True,
+        description="Also fit the reward model on randomly flipped labels (the control that must judge held-out "
+        "pairs at chance): free for `head`, a second training run for `lora`.",
+    )
+
+
+class _PolicyStage(_Stage):
+    """An RL stage that samples answers to the variant's prompts (PPO, RLOO)."""
+
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    max_prompt_length: int = Field(128, gt=0, description="The policy's prompts keep their last N tokens.")
+
+
+class PPOParams(_PolicyStage):
+    KIND: ClassVar[str] = "ppo"
+
+
+class RLOOParams(_PolicyStage):
+    KIND: ClassVar[str] = "rloo"
 
 
 class DPOParams(_Stage):
@@ -217,11 +251,29 @@ class DPOParams(_Stage):
 
 
 class RLParams(_Strict):
-    algorithm: Literal["ppo", "dpo", "none"] = Field(
-        "ppo", description="Second stage after SFT (`-R` models): `none` trains the `-S` models only."
+    algorithm: Literal["ppo", "rloo", "dpo", "none"] = Field(
+        "ppo",
+        description="Second stage after SFT (`-R` models): `ppo` (the paper's; LoRA policy, LoRA value model), "
+        "`rloo` (critic-free: k sampled answers per prompt, each one's baseline the others' mean reward), `dpo` "
+        "(from the pairs, no reward model), `none` (the `-S` models only).",
     )
     ppo: PPOParams = Field(default_factory=PPOParams)
+    rloo: RLOOParams = Field(default_factory=RLOOParams)
     dpo: DPOParams = Field(default_factory=DPOParams)
+    heldout_prompts: int = Field(
+        64,
+        ge=0,
+        description="Held-out prompts (OASST held-out trees first) the SFT and the -R policy answer, judged by the "
+        "reward model: the paired reward gain with its interval, answer length, KL from the SFT model.",
+    )
+    curve_prompts: int = Field(
+        8, ge=0, description="Of those, how many are answered after every update for the held-out reward curve."
+    )
+    shuffled_control: bool = Field(
+        False,
+        description="Also run the RL stage against the shuffled-label reward model and judge it with the real one "
+        "(the control: it must not raise held-out reward). Doubles the RL stage's time.",
+    )
 
 
 class TrainingParams(_Strict):
@@ -237,6 +289,12 @@ class TrainingParams(_Strict):
         description="The training seeds `python -m hetfb_utils "
         "seeds` (`make seeds`) runs when none are given: one run per seed, compared at recipe "
         "level.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Training precision (SFT, reward model, PPO/RLOO, DPO): `bf16` = mixed precision (TRL's "
+        "`bf16=True`, autocast on CPU and GPU); `auto` = bf16 where the hardware has bf16 units (CUDA, or a CPU "
+        "with avx512_bf16 / amx_bf16), fp32 elsewhere. Evaluation always scores in fp32.",
     )
     launcher: Literal["inprocess", "accelerate"] = Field(
         "inprocess", description="Run stages in the notebook process or via `accelerate launch`."

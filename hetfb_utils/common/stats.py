@@ -148,8 +148,18 @@ def paired(
     return {"delta": delta, "delta_lo": float(ci.low), "delta_hi": float(ci.high), "p": float(p)}
 
 
+TOLERANCE = 1e-5  # |difference| below this is the scorer's float noise (batch layouts), never called real
+
+
 def excludes_zero(lo: float, hi: float) -> bool:
+    """Does the interval [lo, hi] exclude 0 (both ends finite)?"""
     return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+def real_difference(estimate: float, lo: float, hi: float, tolerance: float = TOLERANCE) -> bool:
+    """A difference the kit calls real: its interval excludes 0 and it is larger than the scorer's numerical
+    tolerance (two runs of the same model in other batch layouts differ by ~1e-7 on log-probability metrics)."""
+    return bool(excludes_zero(lo, hi) and abs(estimate) > tolerance)
 
 
 def proportion(k: int, n: int, confidence: float = CONFIDENCE) -> dict:

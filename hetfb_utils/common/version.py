@@ -37,7 +37,6 @@ GROUPS = {
     "report": (
         "common/report.py",
         "common/stats.py",
-        "common/multiboot.py",
         "common/progress.py",
         "data/figures.py",
         "selection/figures.py",

@@ -5,11 +5,13 @@
 | `readers` | raw files wherever they live (mirror, params path, Hub, URL); bad rows counted in `Drops` |
 | `converters` | WinoGrande (binary), OASST1 (numerical -> ordinal -> best/worst pair), `numeric`, `pairwise` |
 | `winobias_data` | WinoBias' bracketed format, pro/anti pairs, pairs as training rows |
-| `union` | every source converted, the union (cached by its inputs), stage-1 outputs |
+| `union` | every source converted, the union (cached by its inputs; duplicates are whole pairs, draws take whole twins / trees), stage-1 outputs |
+| `audit` | shortcuts: surface features (length, pronoun gender, option position) that predict a source's label on their own |
 | `eval_sets` | WinoGender, CrowS-Pairs, IFEval (evaluation only) |
 | `figures` | the union's composition and label distribution |
 """
 
+from .audit import gender_balance, pronoun_gender, shortcut_audit
 from .converters import (
     get_label,
     load_oasst_rows,
@@ -74,6 +76,9 @@ __all__ = [
     "parse_winogrande",
     "read_table",
     "save_union",
+    "shortcut_audit",
+    "gender_balance",
+    "pronoun_gender",
     "source_files",
     "winobias_hf_pairs",
     "winobias_to_rows",

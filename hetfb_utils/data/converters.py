@@ -30,7 +30,9 @@ def load_winogrande_rows(split: str, root: Path | None) -> list[dict]:
 
 
 def parse_winogrande(rows: Iterable[dict], source: str, drops: Drops) -> list[dict]:
-    """(sentence with `_`, correct option, other option)."""
+    """(sentence with `_`, correct option, other option). Twins (two sentences that differ in a trigger word and
+    swap the answer between the same two options) share a `group_id`: a model that learns "option X wins
+    here" from one twin is pushed below chance on the other, so they are never split apart."""
     out = []
     for r in rows:
         if "__malformed__" in r:
@@ -64,6 +66,7 @@ def parse_winogrande(rows: Iterable[dict], source: str, drops: Drops) -> list[di
                 source=source,
                 supervision="binary",
                 prompt_id=stable_id(source, sent, o1, o2),
+                group_id=stable_id(source, "twin", *sorted((o1.lower(), o2.lower()))),
                 option1=o1,
                 option2=o2,
                 answer=int(ans),
@@ -126,6 +129,12 @@ def _oasst_messages(rows: Iterable[dict], source: str, language: str | None, dro
         if missing:
             drops.add(source, "missing_field", f"{missing}")
             continue
+        if not isinstance(r["message_id"], str) or not r["message_id"]:
+            drops.add(source, "missing_message_id", str(r)[:120])
+            continue
+        if not isinstance(r["message_tree_id"], str) or not r["message_tree_id"]:
+            drops.add(source, "missing_message_tree_id", r["message_id"])
+            continue
         if r.get("deleted"):
             drops.add(source, "deleted_message", r["message_id"])
             continue
@@ -162,9 +171,13 @@ def parse_oasst(
             children[m["parent_id"]].append(m)
     train_trees, held_trees = split_trees((m["message_tree_id"] for m in msgs.values()), spec.heldout_fraction, seed)
 
-    def context_of(m: dict) -> list[dict]:
-        chain, cur = [], msgs.get(m.get("parent_id") or "")
+    def context_of(m: dict) -> list[dict] | None:
+        """The turns before `m`, oldest first; None when the parent chain loops back on itself."""
+        chain, cur, visited = [], msgs.get(m.get("parent_id") or ""), {m["message_id"]}
         while cur is not None:
+            if cur["message_id"] in visited:
+                return None
+            visited.add(cur["message_id"])
             chain.append({"role": "user" if cur["role"] == "prompter" else "assistant", "content": cur["text"]})
             cur = msgs.get(cur.get("parent_id") or "")
         return chain[::-1]
@@ -192,12 +205,15 @@ def parse_oasst(
             drops.add(source, "identical_pair", m["text"][:80])
             continue
         context = context_of(m)
-        key = (json.dumps(context), m["text"].strip())
+        if context is None:
+            drops.add(source, "parent_id_cycle", m["message_id"])
+            continue
+        chosen, rejected, spread = pair
+        key = (json.dumps(context), m["text"].strip(), chosen.strip(), rejected.strip())
         if key in seen:
-            drops.add(source, "duplicate_prompt", m["text"][:80])
+            drops.add(source, "duplicate_pair", m["text"][:80])
             continue
         seen.add(key)
-        chosen, rejected, spread = pair
         row = preference_row(
             m["text"].strip(),
             chosen.strip(),
@@ -205,6 +221,7 @@ def parse_oasst(
             source=source,
             supervision="numerical",
             prompt_id=stable_id(source, m["message_id"]),
+            group_id=stable_id(source, "tree", m["message_tree_id"]),
             context=json.dumps(context),
             quality=spread,
             label=f"{label}:{prefer}",
@@ -343,10 +360,10 @@ def parse_pairwise(rows: Iterable[dict], spec: SourceSpec, drops: Drops) -> list
             drops.add(source, "identical_pair", r)
             continue
         ctx = json.dumps(context)
-        if (ctx, prompt) in seen:
-            drops.add(source, "duplicate_prompt", prompt)
+        if (ctx, prompt, chosen, rejected) in seen:
+            drops.add(source, "duplicate_pair", prompt)
             continue
-        seen.add((ctx, prompt))
+        seen.add((ctx, prompt, chosen, rejected))
         out.append(
             preference_row(
                 prompt,
@@ -354,7 +371,8 @@ def parse_pairwise(rows: Iterable[dict], spec: SourceSpec, drops: Drops) -> list
                 rejected,
                 source=source,
                 supervision="pairwise",
-                prompt_id=stable_id(source, prompt) if not context else stable_id(source, ctx, prompt),
+                prompt_id=stable_id(source, ctx, prompt, chosen, rejected),
+                group_id=stable_id(source, ctx, prompt),  # the pairs of one prompt stay together
                 context=ctx,
             )
         )

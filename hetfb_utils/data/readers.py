@@ -78,13 +78,18 @@ def preference_row(
     source: str,
     supervision: str,
     prompt_id: str,
+    group_id: str | None = None,
     context: str = "[]",
     quality: float | None = None,
     label: str | None = None,
     n_responses: int = 2,
     **extra: Any,
 ) -> dict:
-    """One unified preference row (the columns of `union.UNIFIED_COLUMNS`), then a source's own columns."""
+    """One unified preference row (the columns of `union.UNIFIED_COLUMNS`), then a source's own columns.
+
+    `group_id` names the rows that must stay together wherever rows are drawn or split (`max_rows`, the
+    selection's random order, a stage's held-out slice): WinoBias twins, WinoGrande twins, an OASST tree.
+    Default: the row alone (its `prompt_id`)."""
     return dict(
         prompt=prompt,
         context=context,
@@ -96,6 +101,7 @@ def preference_row(
         label=label,
         n_responses=n_responses,
         prompt_id=prompt_id,
+        group_id=group_id or prompt_id,
         **extra,
     )
 
@@ -150,6 +156,11 @@ def fingerprint_files(files: dict[str, str]) -> dict[str, str]:
     for name, where in files.items():
         if where.startswith(("hub:", "url:", "http://", "https://")):
             out[name] = f"remote {where}"
+        elif Path(where).is_dir():  # a folder of parts: the content of every file in it
+            h = hashlib.sha256()
+            for f in sorted(x for x in Path(where).rglob("*") if x.is_file()):
+                h.update(f"{f.relative_to(where)}\0{file_digest(f)}\n".encode())
+            out[name] = "sha256:" + h.hexdigest()[:16]
         else:
             out[name] = file_digest(where) if Path(where).is_file() else f"missing {where}"
     return out
@@ -264,9 +275,39 @@ def read_table(path: str, split: str | None = None) -> list[dict]:
         if suffix == ".parquet":
             return pd.read_parquet(p).to_dict("records")
         raise DataError(f"{p}: unsupported file type '{suffix}' (use .jsonl, .json, .csv, .tsv, .parquet)")
+    if p.is_dir():
+        return directory_rows(p, split)
     if p.suffix or "/" not in path or path.startswith((".", "/", "~")):
         raise DataError(f"data file '{path}' not found (and it does not look like a Hub dataset id)")
     return hub_rows(path, None, split or "train")
+
+
+def directory_rows(p: Path, split: str | None = None) -> list[dict]:
+    """Rows of a folder as Spark, pandas or `datasets` write one: parquet parts (`part-*.parquet`, read as one
+    table), or a `Dataset.save_to_disk` folder (`dataset_info.json` / `state.json`, one split's sub-folder of a
+    `DatasetDict` chosen by `split`). Anything else is one DataError naming the folder and what it holds."""
+    parts = sorted(p.rglob("*.parquet"))
+    if parts:
+        try:
+            return pd.concat([pd.read_parquet(f) for f in parts], ignore_index=True).to_dict("records")
+        except Exception as e:  # noqa: BLE001 - a broken or mismatched part: say which folder
+            raise DataError(f"{p}: could not read its {len(parts)} parquet part(s) as one table: {e}") from None
+    if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
+        from datasets import load_from_disk
+
+        ds = load_from_disk(str(p))
+        if hasattr(ds, "keys"):  # a DatasetDict: one split
+            name = split or ("train" if "train" in ds else next(iter(ds)))
+            if name not in ds:
+                raise DataError(f"{p}: a saved DatasetDict without split '{name}'; it has {sorted(ds)}")
+            ds = ds[name]
+        return [dict(r) for r in ds]
+    have = sorted(x.name for x in p.iterdir())[:10]
+    raise DataError(
+        f"{p} is a folder with no parquet parts and no saved `datasets` dataset in it (it holds {have or 'nothing'}):"
+        " point the source's `path` at a .jsonl/.json/.csv/.tsv/.parquet file, a folder of parquet parts, or a"
+        " `save_to_disk` folder"
+    )
 
 
 def check_columns(rows: list[dict], needed: dict[str, str], where: str) -> None:

@@ -37,14 +37,6 @@ class WBSentence:
         return None
 
     @property
-    def pronoun_index(self) -> int | None:
-        for i in range(len(self.mentions)):
-            ws = [w.lower() for w in self.span_words(i)]
-            if len(ws) == 1 and ws[0] in PRONOUNS:
-                return self.mentions[i][0]
-        return None
-
-    @property
     def referent_words(self) -> list[str]:
         """Words of the non-pronoun mention (the occupation), e.g. ['The', 'developer']."""
         for i in range(len(self.mentions)):
@@ -193,7 +185,9 @@ def winobias_to_rows(pairs: list[dict], source: str, drops: Drops) -> list[dict]
     """Anti-stereotypical preferred over pro-stereotypical (paper §2.3).
 
     The prompt is the words both sentences share before the pronoun; chosen / rejected are the
-    anti / pro continuations, so the pair is a real (prompt, preferred, non-preferred) row."""
+    anti / pro continuations, so the pair is a real (prompt, preferred, non-preferred) row. Lines 2i-1 and 2i
+    of a file are twins (the same two occupations, the pronoun on the other referent, opposite genders): one
+    `group_id`, so draws and held-out splits keep both or neither and the he / she balance of the files."""
     out, seen = [], set()
     for pr in pairs:
         p, a = pr["pro"], pr["anti"]
@@ -206,10 +200,10 @@ def winobias_to_rows(pairs: list[dict], source: str, drops: Drops) -> list[dict]
         if not prompt:
             drops.add(source, "empty_text", p.line)
             continue
-        if (prompt, chosen) in seen:
-            drops.add(source, "duplicate_prompt", p.line)
+        if (prompt, chosen, rejected) in seen:
+            drops.add(source, "duplicate_pair", p.line)
             continue
-        seen.add((prompt, chosen))
+        seen.add((prompt, chosen, rejected))
         out.append(
             preference_row(
                 prompt,
@@ -218,6 +212,8 @@ def winobias_to_rows(pairs: list[dict], source: str, drops: Drops) -> list[dict]
                 source=source,
                 supervision="pairwise",
                 prompt_id=stable_id(source, pr["type"], p.text, a.text),
+                group_id=stable_id(source, pr["type"], "twin", (pr["index"] + 1) // 2),
+                wb_type=pr["type"],
             )
         )
     return out

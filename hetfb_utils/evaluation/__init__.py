@@ -6,7 +6,8 @@
 | `benchmarks/` | one module per benchmark family (WinoBias + WinoGender, WinoGrande, OASST, CrowS-Pairs, IFEval), each returning per-item values |
 | `metrics/` | the WinoBias and WinoGender metrics as Hugging Face `evaluate` modules |
 | `tables` | Table 1 (ours and the paper's) and the other benchmarks' tables |
-| `figures` | metrics vs keep-fraction, heatmap, WinoGender occupations |
+| `figures` | metrics vs keep-fraction, the model x metric heatmap with intervals, WinoGender occupations |
+| `registry` | the benchmark registry: one module declares a benchmark (items, scoring, table) and everything picks it up |
 """
 
 from .evaluate import (
@@ -18,7 +19,7 @@ from .evaluate import (
     reward_judgements,
     run_models,
 )
-from .figures import fig_heatmap, fig_metric_vs_fraction, fig_winogender
+from .figures import fig_heatmap, fig_metric_vs_fraction, fig_models_by_metrics, fig_winogender
 from .tables import PAPER_TABLE1, TABLE1_COLUMNS, other_tables, side_by_side, table1
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "eval_data",
     "evaluate_model",
     "fig_heatmap",
+    "fig_models_by_metrics",
     "fig_metric_vs_fraction",
     "fig_winogender",
     "model_fingerprint",

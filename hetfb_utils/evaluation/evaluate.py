@@ -1,9 +1,9 @@
-"""Stage 5: which benchmarks run on which model of the run, cached per (model, metric, data).
+"""Stage 5: which benchmarks run on which model of the run, cached per (model, benchmark, items).
 
-The scoring engine is `hetfb_utils.models.scoring`, the benchmarks are `evaluation.benchmarks.*`, the
-tables `evaluation.tables`; this module lists the run's models, loads the evaluation sets once,
-evaluates a model on every metric (one cache file each) and lets each variant's reward model judge
-the answers.
+The scoring engine is `hetfb_utils.models.scoring`, the benchmarks are registered by `evaluation.benchmarks.*`
+(`evaluation.registry`), the tables are `evaluation.tables`; this module lists the run's models, loads every
+benchmark's items once, evaluates a model on each (one cache file each) and lets each variant's reward model
+judge the answers.
 """
 
 from __future__ import annotations
@@ -19,12 +19,8 @@ import pandas as pd
 
 from ..common.params import Params
 from ..common.progress import note
-from ..models.scoring import generate_greedy
-from .benchmarks.crows import eval_crows
-from .benchmarks.ifeval import eval_ifeval, ifeval_usable
-from .benchmarks.oasst import oasst_gen_prompts, oasst_likelihood_accuracy, oasst_pairs
-from .benchmarks.winobias import eval_winobias, eval_winogender, winogender_items, winogender_sample
-from .benchmarks.winogrande import eval_winogrande
+from .benchmarks.oasst import oasst_gen_prompts, oasst_pairs
+from .registry import benchmarks
 
 
 @dataclass
@@ -82,62 +78,9 @@ class ResultCache:
         atomic_write_json(value, self.path(*key))
 
 
-def _key(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def eval_data(params: Params) -> dict:
-    """The evaluation sets of a run (subsets as `evaluation.*_max` say), loaded once."""
-    from .. import data as D
-
-    ev = params.evaluation
-    drops = D.Drops()
-    root = D.data_dir(params)
-    wb = (
-        D.load_winobias_pairs(ev.winobias_split, root, "winobias_eval", drops)
-        if root is not None
-        else D.winobias_hf_pairs(ev.winobias_split, "winobias_eval", drops)
-    )
-    if ev.winobias_max_pairs and len(wb) > ev.winobias_max_pairs:
-        rng = np.random.default_rng(params.eval_seed)
-        wb = [wb[i] for i in sorted(rng.choice(len(wb), ev.winobias_max_pairs, replace=False))]
-    sents, tmpl, stats = D.load_winogender(params)
-    wg = winogender_sample(winogender_items(sents), ev.winogender_max, params.eval_seed)
-    wgr = D.parse_winogrande(D.load_winogrande_rows(ev.winogrande_split, root), "winogrande_eval", drops)
-    if ev.winogrande_max and len(wgr) > ev.winogrande_max:
-        wgr = pd.DataFrame(wgr).sample(n=ev.winogrande_max, random_state=params.eval_seed).to_dict("records")
-    crows = D.load_crows_pairs(params)
-    if ev.crows_max is not None and len(crows) > ev.crows_max:
-        crows = crows.sample(n=ev.crows_max, random_state=params.eval_seed)
-    heldout = params.run_dir / "data" / "oasst_heldout.parquet"
-    oasst = pd.read_parquet(heldout) if heldout.is_file() else pd.DataFrame()
-    if ev.oasst_max_pairs and len(oasst) > ev.oasst_max_pairs:
-        oasst = oasst.sample(n=ev.oasst_max_pairs, random_state=params.eval_seed)
-    ifeval = D.load_ifeval(params) if ev.ifeval_max != 0 else []
-    ifeval, ifeval_skipped = ifeval_usable(ifeval)
-    if ev.ifeval_max:
-        ifeval = ifeval[: ev.ifeval_max]
-    return {
-        "winobias": wb,
-        "winogender": (wg, stats),
-        "winogrande": wgr,
-        "crows": crows,
-        "oasst": oasst.reset_index(drop=True),
-        "ifeval": ifeval,
-        "ifeval_skipped_needs_punkt": ifeval_skipped,
-        "drops": drops.frame(),
-        "key": _key(
-            params.resolved_dump()["evaluation"],
-            params.eval_seed,
-            len(wb),
-            len(wg),
-            len(wgr),
-            len(crows),
-            len(oasst),
-            len(ifeval),
-            list(oasst.get("prompt_id", [])),
-        ),
-    }
+    """The items of every benchmark the run evaluates (`registry.benchmarks(params)`), loaded once."""
+    return {b.name: b.load(params) for b in benchmarks(params)}
 
 
 def evaluate_model(
@@ -148,21 +91,16 @@ def evaluate_model(
     progress=print,
     metrics: list[str] | None = None,
 ) -> dict:
-    """Every metric for one model (cached per metric); failures are reported, not raised."""
-    from ..models.loading import base_model_path, format_prompt, load_causal_lm, load_tokenizer
+    """Every registered benchmark (or `metrics`) for one model, each cached per (model, benchmark, items); the
+    items come from `data` (`eval_data`) or are loaded here. A model that fails to load is reported, not raised."""
+    from ..models.loading import base_model_path, load_causal_lm, load_tokenizer
 
     fp = model_fingerprint(params, spec)
-    ev, bs = params.evaluation, params.evaluation.batch_size
-    gbs = ev.generate_batch_size
     results: dict = {"model": spec.name, "variant": spec.variant, "kind": spec.kind, "fingerprint": fp}
-    if metrics is None:
-        metrics = ["winobias", "winogender", "winogrande", "crows", "oasst_ll", "qualitative", "oasst_gen"]
-        if data["ifeval"]:
-            metrics.append("ifeval")
-    keys = dict.fromkeys(metrics, data["key"] if data else None)
-    if "qualitative" in keys:  # depends only on the prompts: shared with notebook 04
-        keys["qualitative"] = _key(ev.qualitative_prompts, ev.max_new_tokens)
-    todo = [m for m in metrics if cache.get(fp, m, keys[m]) is None]
+    chosen = [b for b in benchmarks(params) if metrics is None or b.name in metrics]
+    items = {b.name: (data[b.name] if data and b.name in data else b.load(params)) for b in chosen}
+    keys = {b.name: b.key(params, items[b.name]) for b in chosen}
+    todo = [b.name for b in chosen if cache.get(fp, b.name, keys[b.name]) is None]
     model = tok = None
     if todo:
         t0 = time.time()
@@ -173,64 +111,15 @@ def evaluate_model(
             results["error"] = f"{type(e).__name__}: {e}"
             return results
         progress(f"  {spec.name}: loaded in {time.time() - t0:.1f}s; computing {todo}")
-    for m in metrics:
-        hit = cache.get(fp, m, keys[m])
-        if hit is not None:
-            results[m] = hit
-            continue
-        t0 = time.time()
-        note(f"evaluation: {spec.name} · {m}")
-        if m == "winobias":
-            # answers are generated on the scorer's prompt batches: generation-wide batches
-            val, det = eval_winobias(model, tok, data["winobias"], ev.generate_batch_size, params)
-            val["examples"] = det.head(5).to_dict("records")
-        elif m == "winogender":
-            val, det = eval_winogender(model, tok, data["winogender"][0], data["winogender"][1], bs, params)
-            val["per_occupation_female"] = (
-                det[det.gender == "female"]
-                .groupby("occupation")["pred"]
-                .apply(lambda s: float((s == 0).mean()))
-                .to_dict()
-            )
-        elif m == "winogrande":
-            val, _ = eval_winogrande(model, tok, data["winogrande"], bs, ev.winogrande_method)
-        elif m == "crows":
-            per, det = eval_crows(model, tok, data["crows"], bs, params)
-            wide = det.pivot(index="id", columns="template", values="correct").astype(float)
-            wide = wide.loc[list(dict.fromkeys(det["id"]))]
-            val = {
-                "per_template": per.loc["all"].to_dict(),
-                "per_bias_type": per.to_dict(),
-                "items": {"id": wide.index.tolist(), **{c: wide[c].tolist() for c in wide.columns}},
-            }
-        elif m == "oasst_ll":
-            val = (
-                oasst_likelihood_accuracy(model, tok, data["oasst"], params, bs)
-                if len(data["oasst"])
-                else {"accuracy": None, "pairs": 0, "items": {"id": [], "likelihood_pref_accuracy": []}}
-            )
-        elif m == "qualitative":
-            prompts = [format_prompt(tok, q, "[]", params) for q in ev.qualitative_prompts]
-            val = {
-                "answers": dict(
-                    zip(ev.qualitative_prompts, generate_greedy(model, tok, prompts, ev.max_new_tokens, gbs))
-                )
-            }
-        elif m == "oasst_gen":
-            sub = data["oasst"].head(ev.oasst_generate_max)
-            prompts = oasst_gen_prompts(tok, sub, params)
-            val = {
-                "prompts": sub["prompt"].tolist(),
-                "prompt_ids": sub["prompt_id"].tolist(),
-                "answers": generate_greedy(model, tok, prompts, ev.max_new_tokens, gbs),
-            }
-        else:
-            val, _ = eval_ifeval(model, tok, data["ifeval"], params, gbs)
-            val["skipped_needs_punkt"] = data["ifeval_skipped_needs_punkt"]
-        val["seconds"] = round(time.time() - t0, 2)
-        val["produced_by_run"] = params.run_name
-        cache.put(val, fp, m, keys[m])
-        results[m] = cache.get(fp, m, keys[m])  # as a later run will read it: the same key order and types
+    for b in chosen:
+        if b.name in todo:
+            t0 = time.time()
+            note(f"evaluation: {spec.name} · {b.name}")
+            val = b.score(model, tok, items[b.name], params)
+            val["seconds"] = round(time.time() - t0, 2)
+            val["produced_by_run"] = params.run_name
+            cache.put(val, fp, b.name, keys[b.name])
+        results[b.name] = cache.get(fp, b.name, keys[b.name])  # as a later run reads it: same key order and types
     del model
     return results
 
@@ -248,9 +137,9 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
     if params.rl.algorithm != "ppo" or base is None or not base["oasst_gen"]["answers"]:
         return pd.DataFrame(rows)
     tok = load_tokenizer(base_model_path(params))
-    prompts = oasst_gen_prompts(tok, data["oasst"], params)
+    prompts = oasst_gen_prompts(tok, data["oasst_ll"], params)
     bs = params.evaluation.batch_size
-    pairs = oasst_pairs(tok, data["oasst"], params)  # formatted once for every variant's reward model
+    pairs = oasst_pairs(tok, data["oasst_ll"], params)  # formatted once for every variant's reward model
     for v in params.train_variants:
         rm_dir = stage_dir(params, v, "reward")
         if not (rm_dir / "manifest.json").is_file():

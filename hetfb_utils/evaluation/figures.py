@@ -68,6 +68,30 @@ def fig_heatmap(table: pd.DataFrame, title: str, annot: pd.DataFrame | None = No
     return fig
 
 
+HEATMAP_METRICS = {  # table -> {metric: label} of the model x metric heatmap (None: every metric as named)
+    "table1_winobias": None,
+    "winogrande": {"accuracy": "WinoGrande acc"},
+    "oasst_heldout": {"likelihood_pref_accuracy": "OASST likelihood pref"},
+}
+
+
+def fig_models_by_metrics(ci: dict[str, pd.DataFrame], title: str, metrics: dict | None = None):
+    """The model x metric heatmap of a run from its interval tables (`ci[table]`: model, metric, value, lo, hi),
+    each cell annotated `value [lo, hi]`; `metrics` (default `HEATMAP_METRICS`) picks and names the columns."""
+    parts = []
+    for table, names in (metrics or HEATMAP_METRICS).items():
+        if table in ci:
+            d = ci[table] if names is None else ci[table][ci[table]["metric"].isin(names)].replace({"metric": names})
+            parts.append(d)
+    cells = pd.concat(parts, ignore_index=True)
+    cells["cell"] = [f"{v:.3g}\n[{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(cells["value"], cells["lo"], cells["hi"])]
+    order = list(dict.fromkeys(cells["metric"]))
+    values = cells.pivot(index="model", columns="metric", values="value")[order]
+    annot = cells.pivot(index="model", columns="metric", values="cell")[order]
+    models = list(dict.fromkeys(cells["model"]))
+    return fig_heatmap(values.loc[models].reset_index(), title, annot.loc[models].reset_index())
+
+
 def fig_winogender(per_model: dict, stats: pd.DataFrame):
     """Share of female-pronoun sentences resolved to the occupation vs BLS % women, per occupation."""
     plt, sns = pyplot()

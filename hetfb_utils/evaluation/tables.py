@@ -43,43 +43,23 @@ def side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     return mine.join(paper, how="left")[cols].reset_index()
 
 
-def _scalars(result: dict) -> dict:
-    """A benchmark result's reported numbers (not its per-item values, timing or provenance)."""
-    return {
-        k: v for k, v in result.items() if not isinstance(v, (dict, list)) and k not in ("seconds", "produced_by_run")
-    }
-
-
 def other_tables(results: list[dict]) -> dict[str, pd.DataFrame]:
+    """Every registered benchmark's plain table but Table 1 (one row per model: `Benchmark.row`), and the
+    qualitative answers."""
+    from .registry import benchmarks
+
     ok = [r for r in results if "error" not in r]
-    wg = pd.DataFrame([{"model": r["model"], **_scalars(r["winogender"])} for r in ok])
-    wgr = pd.DataFrame(
+    out = {
+        b.table: pd.DataFrame([{"model": r["model"], **b.row(r[b.name])} for r in ok if b.name in r])
+        for b in benchmarks()
+        if b.table and b.table != "table1_winobias" and any(b.name in r for r in ok)
+    }
+    out["qualitative"] = pd.DataFrame(
         [
-            {
-                "model": r["model"],
-                **{
-                    k: r["winogrande"].get(k)
-                    for k in ("accuracy", "method", "accuracy_mean_loss", "accuracy_partial", "rows")
-                },
-            }
+            {"model": r["model"], "prompt": q, "answer": a}
             for r in ok
+            if "qualitative" in r
+            for q, a in r["qualitative"]["answers"].items()
         ]
     )
-    crows = pd.DataFrame([{"model": r["model"], **r["crows"]["per_template"]} for r in ok])
-    oasst = pd.DataFrame(
-        [
-            {
-                "model": r["model"],
-                "likelihood_pref_accuracy": r["oasst_ll"]["accuracy"],
-                "pairs": r["oasst_ll"]["pairs"],
-            }
-            for r in ok
-        ]
-    )
-    qual = pd.DataFrame(
-        [{"model": r["model"], "prompt": q, "answer": a} for r in ok for q, a in r["qualitative"]["answers"].items()]
-    )
-    out = {"winogender": wg, "winogrande": wgr, "crows_pairs": crows, "oasst_heldout": oasst, "qualitative": qual}
-    if ok and "ifeval" in ok[0]:
-        out["ifeval"] = pd.DataFrame([{"model": r["model"], **_scalars(r["ifeval"])} for r in ok])
     return out

@@ -208,9 +208,29 @@ def load_tokenizer(path: str):
             f"{str(e)[:200]}. Offline? Use the embedded default "
             "`model.name_or_path: smollm2-135m-instruct`, or a local checkpoint path."
         ) from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    set_distinct_pad(tok)
     return tok
+
+
+PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", "<unk>")
+
+
+def set_distinct_pad(tok) -> None:
+    """Give the tokenizer a pad token that no real text contains. SmolLM2 (and many chat models) pad with their
+    end-of-sequence token, `<|im_end|>`, which also closes every chat turn: TRL's PPO treats every pad-id token
+    as padding, so each `<|im_end|>` inside a chat-formatted query was masked in rollouts, values and rewards.
+    The pad becomes the unknown token (SmolLM2: `<|endoftext|>`) or another unused special token; a model with
+    none gets a new `<|pad|>` (models loaded by the kit then grow their embeddings to match)."""
+    reserved = {tok.eos_token_id, tok.bos_token_id}
+    reserved |= {tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>") if t in tok.get_vocab()}
+    if tok.pad_token_id is not None and tok.pad_token_id not in reserved:
+        return
+    vocab = tok.get_vocab()
+    for cand in ((tok.unk_token,) if tok.unk_token else ()) + PAD_CANDIDATES:
+        if cand in vocab and vocab[cand] not in reserved:
+            tok.pad_token = cand
+            return
+    tok.add_special_tokens({"pad_token": "<|pad|>"})
 
 
 def load_causal_lm(params: Params, adapters: list[str | Path] | None = None, path: str | None = None):
@@ -227,8 +247,19 @@ def load_causal_lm(params: Params, adapters: list[str | Path] | None = None, pat
             "Check model.name_or_path; offline, use the embedded default "
             "`smollm2-135m-instruct` or a local checkpoint."
         ) from None
+    match_tokenizer(model, load_tokenizer(path))
     model = merge_adapters(model, adapters or [])
     return model.to(device).eval()
+
+
+def match_tokenizer(model, tok) -> None:
+    """The model's pad id (config and generation config) is the tokenizer's distinct pad; its embeddings grow
+    when the tokenizer gained a token (`set_distinct_pad`)."""
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
 
 
 def merge_adapters(model, adapters: list[str | Path]):
@@ -260,7 +291,7 @@ def load_reward_model(params: Params, sft_adapter: str | Path | None, rm_adapter
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
     finally:
         hf_logging.set_verbosity(level)
-    model.config.pad_token_id = tok.pad_token_id
+    match_tokenizer(model, tok)
     if sft_adapter:  # copy the SFT-merged backbone into the classifier (the score head stays new)
         causal = load_causal_lm(params, [sft_adapter], path=path)
         prefix = model.base_model_prefix

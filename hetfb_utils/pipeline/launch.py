@@ -19,7 +19,7 @@ CPU_2PROC = "params/accelerate/cpu_2proc.yaml"
 
 def train_stage(params: Params, stage: str, variant: str, force: bool = False):
     """One training stage in this process (used by notebooks and by `accelerate launch`): `sft`, `reward`,
-    `ppo`, `dpo`, or `rl` (the second stage `rl.algorithm` names). Returns the stage's manifest."""
+    `ppo`, `rloo`, `dpo`, or `rl` (the second stage `rl.algorithm` names). Returns the stage's manifest."""
     from ..training import reward, rl, sft
 
     check_launch_here()
@@ -27,6 +27,7 @@ def train_stage(params: Params, stage: str, variant: str, force: bool = False):
         "sft": sft.train_sft,
         "reward": reward.train_reward,
         "ppo": rl.train_ppo,
+        "rloo": rl.train_rloo,
         "dpo": rl.train_dpo,
         "rl": rl.train_rl,
     }[stage]

@@ -47,8 +47,12 @@ class Stage:
 STAGES = [
     Stage("data", "01_data_union.ipynb", ("data", "cache_dir")),
     Stage("selection", "02_quality_diversity_selection.ipynb", ("data", "selection")),
-    Stage("sft", "03_lora_sft.ipynb", ("data", "selection", "model", "sft", "training_seed")),
-    Stage("rl", "04_reward_model_ppo.ipynb", ("data", "selection", "model", "sft", "reward", "rl", "training_seed")),
+    Stage("sft", "03_lora_sft.ipynb", ("data", "selection", "model", "sft", "training_seed", "training_precision")),
+    Stage(
+        "rl",
+        "04_reward_model_ppo.ipynb",
+        ("data", "selection", "model", "sft", "reward", "rl", "training_seed", "training_precision"),
+    ),
     Stage(
         "eval",
         "05_bias_and_oasst_evaluation.ipynb",
@@ -184,6 +188,7 @@ class _Run:
 
     def __init__(self, params: Params, params_path: str, overrides: list[str], force: bool, log):
         from ..common.report import git_commit, package_versions
+        from ..common.version import code_version
 
         self.params, self.params_path, self.overrides, self.force, self.log = params, params_path, overrides, force, log
         self.man_path = params.run_dir / "manifest.json"
@@ -197,6 +202,7 @@ class _Run:
                 "seed": params.seed,
                 "seeds": params.seeds,
                 "git": git_commit(),
+                "code": code_version(),
                 "packages": package_versions(),
             }
         )
@@ -277,18 +283,16 @@ class _Run:
         from ..common.progress import ENV, Watcher
 
         out_nb, t0 = self._out_nb(st, variant), time.time()
+        given = {"params_file": self.params_path, "overrides": list(self.overrides), "variant": variant}
+        given["force"] = bool(self.force)
+        declared = pm.inspect_notebook(str(NOTEBOOK_DIR / st.notebook))  # the notebook's parameters cell
         try:
             with Watcher(Path(os.environ[ENV]), self.log):  # training step / evaluation model while it runs
                 pm.execute_notebook(
                     str(NOTEBOOK_DIR / st.notebook),
                     str(out_nb),
                     kernel_name="python3",
-                    parameters={
-                        "params_file": self.params_path,
-                        "overrides": list(self.overrides),
-                        "variant": variant,
-                        "force": bool(self.force),
-                    },
+                    parameters={k: v for k, v in given.items() if k in declared},
                     cwd=str(NOTEBOOK_DIR),
                     progress_bar=False,
                     log_output=False,
@@ -375,20 +379,3 @@ def _read_manifest(path: Path) -> dict:
     except (ValueError, OSError):
         return {}
     return man if isinstance(man, dict) else {}
-
-
-def run_seeds(params_file: str, seeds: list[int], overrides: list[str] | None = None, log=print) -> list[str]:
-    """The params once per training seed, as runs `<run_name>-s<seed>` that differ only in `training.seed`:
-    the data, the selection and Base's evaluation are reused, each seed trains and evaluates its own models
-    on the same evaluation items. Returns the run directories."""
-    overrides = list(overrides or [])
-    name = load_params(params_file, overrides).run_name
-    if len(set(seeds)) != len(seeds):
-        raise RunFailed(f"--seeds {seeds}: a seed is given twice")
-    runs = []
-    for s in seeds:
-        over = [*overrides, f"training.seed={s}", f"run_name={name}-s{s}"]
-        log(f"== training seed {s} ==")
-        execute(params_file, over, log=log)
-        runs.append(str(load_params(params_file, over).run_dir))
-    return runs

@@ -210,19 +210,46 @@ def answers(params: Params, prompt: str, models: dict[str, list], max_new_tokens
 
 # --------------------------------------------------------------------------- 04: reward model, PPO
 def reward_example(params: Params, variant: str) -> dict:
-    """The first held-out pair of the variant's reward stage (the split its accuracy is measured on),
-    formatted as the reward model reads it."""
-    from ..models.loading import base_model_path, load_tokenizer
-    from ..selection import load_variant
-    from ..training.reward import reward_split
-    from ..training.stages import preference_rows
+    """The first held-out pair a reward model of the run is judged on (`training.reward_pool`), formatted as the
+    reward model reads it."""
+    from datasets import Dataset
 
-    _, held = reward_split(params, load_variant(params, variant))
-    if held is None:
-        raise ValueError(f"variant '{variant}' has no held-out reward pairs (reward.eval_fraction is 0)")
+    from ..models.loading import base_model_path, load_tokenizer
+    from ..training.heldout import reward_pool
+    from ..training.reward import reward_config
+    from ..training.stages import preference_rows, stage_dir
+
+    pool = reward_pool(params).head(1)
+    if pool.empty:
+        raise ValueError("the run's sources have no held-out pairs (no OASST, WinoBias or WinoGrande source)")
     tok = load_tokenizer(base_model_path(params))
-    row = preference_rows(held.select(range(1)), tok, params, params.reward.args.get("max_length") or 512)[0]
-    return {**row, "source": held[0]["source"]}
+    max_len = reward_config(params, stage_dir(params, variant, "reward") / "checkpoints").max_length or 512
+    row = preference_rows(Dataset.from_pandas(pool, preserve_index=False), tok, params, max_len)[0]
+    return {**row, "source": pool.iloc[0]["source"]}
+
+
+def dpo_margin(params: Params, variant: str, pair: dict) -> dict:
+    """DPO's implicit reward of each reply, beta (log pi(y|x) - log pi_ref(y|x)) with pi the DPO policy and
+    pi_ref the SFT model, and their margin (chosen - rejected): what DPO's loss pushes up, on one pair."""
+    from ..common.configs import stage_config
+    from ..models.loading import base_model_path, load_causal_lm, load_tokenizer
+    from ..models.scoring import score_continuations
+    from ..training.stages import stage_dir
+
+    beta = stage_config(params, "dpo", Path(tempfile.gettempdir()) / "hetfb-walkthrough").beta
+    tok = load_tokenizer(base_model_path(params))
+    sft = stage_dir(params, variant, "sft")
+    jobs = [(pair["prompt"], pair["chosen"]), (pair["prompt"], pair["rejected"])]
+    policy = score_continuations(load_causal_lm(params, [sft, stage_dir(params, variant, "dpo")]), tok, jobs)
+    reference = score_continuations(load_causal_lm(params, [sft]), tok, jobs)
+    reward = beta * (policy - reference)
+    return {
+        "beta": beta,
+        "log pi": dict(zip(("chosen", "rejected"), policy)),
+        "log pi_ref": dict(zip(("chosen", "rejected"), reference)),
+        "implicit reward": dict(zip(("chosen", "rejected"), reward)),
+        "margin": float(reward[0] - reward[1]),
+    }
 
 
 def score_pair(reward_model, tok, pair: dict) -> dict:
@@ -281,6 +308,44 @@ def ppo_rollout(params: Params, variant: str, prompt: str, seed: int | None = No
         "kl_coef": float(args.kl_coef),
         "kl_estimator": args.kl_estimator,
     }
+
+
+def rloo_group(params: Params, variant: str, prompt: str, seed: int | None = None) -> pd.DataFrame:
+    """One RLOO group as `trl.RLOOTrainer` forms it: k answers sampled from the trained policy for one prompt
+    (k = `num_generations`), each scored by the reward model; each answer's baseline is the mean reward of the
+    other k - 1, its advantage its reward minus that baseline (what the policy gradient weights it by)."""
+    import torch
+
+    from ..common.configs import stage_config
+    from ..models.loading import base_model_path, format_prompt, load_causal_lm, load_reward_model, load_tokenizer
+    from ..training.reward import reward_scores
+    from ..training.stages import stage_dir
+
+    args = stage_config(params, "rloo", Path(tempfile.gettempdir()) / "hetfb-walkthrough")
+    tok = load_tokenizer(base_model_path(params))
+    sft = stage_dir(params, variant, "sft")
+    policy = load_causal_lm(params, [sft, stage_dir(params, variant, "rloo")])
+    reward_model = load_reward_model(params, sft, stage_dir(params, variant, "reward"))
+    text = format_prompt(tok, prompt, "[]", params)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    torch.manual_seed(params.training_seed if seed is None else seed)
+    with torch.no_grad():
+        gen = policy.generate(
+            ids.repeat(args.num_generations, 1),
+            do_sample=True,
+            temperature=args.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=args.max_completion_length,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    answers = tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
+    r = reward_scores(reward_model, tok, [text + a for a in answers])
+    baseline = (r.sum() - r) / (len(r) - 1)
+    return pd.DataFrame(
+        {"answer": answers, "reward": r, "baseline (others' mean)": baseline, "advantage": r - baseline}
+    )
 
 
 # --------------------------------------------------------------------------- 05: WinoBias by hand

@@ -62,37 +62,57 @@ STRATEGIES = {
 }
 
 
+def _groups(df: pd.DataFrame) -> pd.Series:
+    """The unit of a draw: the union's `group_id` (twins, trees), else the row."""
+    return df["group_id"].fillna(df["prompt_id"]) if "group_id" in df else df["prompt_id"]
+
+
 def selection_order(df: pd.DataFrame, seed: int, strategy: str = "quality_diversity") -> pd.Series:
     """Position of each row inside its group, as a quantile in (0, 1). quality_diversity (the
     paper): groups are (source, cluster), best quality first for scored rows, seeded random order for
-    unscored rows; the controls change the groups and/or drop quality (`STRATEGIES`)."""
+    unscored rows; the controls change the groups and/or drop quality (`STRATEGIES`).
+
+    Unscored rows are drawn by whole `group_id` (WinoBias and WinoGrande twins): every row of a twin pair
+    takes the pair's position, in the cluster of its first row, so a keep-fraction keeps both twins or
+    neither and the source's he / she (option 1 / 2) balance survives the draw."""
     by, use_quality = STRATEGIES[strategy]
     salt = 0 if strategy in ("quality_diversity", "diversity") else 2  # the controls draw their own order
+    units = _groups(df)
     df = df.assign(
-        _tb=_tiebreak(df["prompt_id"], seed + salt), _q=df["quality"].fillna(-np.inf) if "quality" in df else -np.inf
+        _unit=units.to_numpy(),
+        _tbg=_tiebreak(units, seed + salt),
+        _tb=_tiebreak(df["prompt_id"], seed + salt),
+        _q=df["quality"].fillna(-np.inf) if "quality" in df else -np.inf,
     )
+    if "cluster" in by:  # a unit sits in the cluster of its first row
+        df["cluster"] = df.groupby("_unit", sort=False)["cluster"].transform("first")
     pos = pd.Series(np.nan, index=df.index)
     for _, g in df.groupby(by, sort=False):
         if use_quality and g["quality"].notna().any():
             g = g.sort_values(["_q", "_tb"], ascending=[False, True])
+            pos.loc[g.index] = (np.arange(len(g)) + 0.5) / len(g)
         else:
-            g = g.sort_values("_tb")
-        pos.loc[g.index] = (np.arange(len(g)) + 0.5) / len(g)
+            g = g.sort_values(["_tbg", "_tb"])
+            rank = pd.factorize(g["_unit"])[0]  # units in their drawn order
+            pos.loc[g.index] = (rank + 0.5) / (rank.max() + 1)
     return pos
 
 
 def keep_fraction(df: pd.DataFrame, fraction: float, seed: int, order: pd.Series | None = None) -> pd.Series:
     """Boolean mask of the rows kept at `fraction`: round(fraction * size) rows of every source,
-    by position in their group (`order`; default: the paper's, position in cluster)."""
+    by position in their group (`order`; default: the paper's, position in cluster). Rows of one unit
+    (`group_id`) with one position are taken one after the other, so a cut splits at most one unit."""
     if order is None:
         order = df["_order"] if "_order" in df else selection_order(df, seed)
+    tbg = _tiebreak(_groups(df), seed + 1)
     tb = _tiebreak(df["prompt_id"], seed + 1)
     keep = pd.Series(False, index=df.index)
     for _, g in df.groupby("source", sort=False):
         n_keep = max(1, int(round(fraction * len(g)))) if len(g) else 0
-        ranked = pd.DataFrame(
-            {"o": order.loc[g.index], "t": tb[df.index.get_indexer(g.index)]}, index=g.index
-        ).sort_values(["o", "t"])
+        at = df.index.get_indexer(g.index)
+        ranked = pd.DataFrame({"o": order.loc[g.index], "g": tbg[at], "t": tb[at]}, index=g.index).sort_values(
+            ["o", "g", "t"]
+        )
         keep.loc[ranked.index[:n_keep]] = True
     return keep
 

@@ -33,14 +33,14 @@ def stage_dir(params: Params, variant: str, stage: str) -> Path:
 
 
 def stage_key(params: Params, variant: str, stage: str, data_hash: str, parents: list[str] = ()) -> dict:
-    section = {"sft": "sft", "reward": "reward", "ppo": "rl", "dpo": "rl"}[stage]
+    section = {"sft": "sft", "reward": "reward", "ppo": "rl", "rloo": "rl", "dpo": "rl"}[stage]
     return {
         "stage": stage,
         "variant": variant,
         "base_model": params.model.name_or_path,
         "data_hash": data_hash,
         "seeds": {"data": params.data_seed, "training": params.training_seed},
-        "params_hash": params.digest("model", section, "data_seed", "training_seed"),
+        "params_hash": params.digest("model", section, "data_seed", "training_seed", "training_precision"),
         "parents": list(parents),
     }
 
@@ -61,12 +61,27 @@ def require(params: Params, variant: str, stage: str) -> dict:
     return json.loads(m.read_text())
 
 
+@dataclasses.dataclass
+class StageRun:
+    """One training stage of one variant, begun: its data, key, directory, when it started, the metrics gathered
+    so far, and `done`: the manifest of the same stage already trained (here or in the stage store), else None."""
+
+    variant: str
+    stage: str
+    ds: object  # the variant as a `datasets.Dataset`
+    key: dict
+    out: Path
+    done: dict | None
+    started: float = dataclasses.field(default_factory=time.time)
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+
 def begin_stage(
     params: Params, variant: str, stage: str, parents: tuple[str, ...] = (), force: bool = False, resumable: bool = True
-):
+) -> StageRun:
     """Common start of a training stage: the variant and its hash, the stage key (inputs + the
     parent stages' params), the manifest if already done, a clean directory when forced (or
-    when the stage cannot resume). Returns (dataset, key, out_dir, done_manifest | None)."""
+    when the stage cannot resume)."""
     from ..common import distributed
     from ..selection import content_hash, load_variant
 
@@ -91,7 +106,7 @@ def begin_stage(
         from transformers import set_seed  # LoRA / head initialisation: same seed, same model
 
         set_seed(params.training_seed)
-    return ds, key, out, done
+    return StageRun(variant, stage, ds, key, out, done)
 
 
 # --------------------------------------------------------------------------- the stage store
@@ -169,14 +184,23 @@ def save_adapter(model, out: Path, tok=None) -> None:
             tok.save_pretrained(out)
 
 
+def finish_stage(params: Params, run: StageRun, trainer) -> dict:
+    """`write_manifest` of a begun stage with the metrics it gathered."""
+    return write_manifest(params, run.variant, run.stage, run.key, trainer, run.metrics, run.started)
+
+
 def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer, metrics: dict, started: float) -> dict:
     """The stage's manifest (every process returns it; the main process writes it, with the log
-    history, and drops the checkpoints); the processes leave together."""
+    history, and drops the checkpoints); the processes leave together. `trainer` None: a stage fitted
+    without a Trainer (the reward model's score head)."""
     from ..common import distributed
+    from ..common.precision import resolve as resolve_precision
     from ..common.report import atomic_write_json, provenance
 
     out = stage_dir(params, variant, stage)
-    trainer_state = json.loads(json.dumps(dataclasses.asdict(trainer.state), default=str))
+    state = dataclasses.asdict(trainer.state) if trainer is not None else {"log_history": [], "global_step": 0}
+    state["log_history"] = state["log_history"] + list(metrics.pop("_log", []))
+    trainer_state = json.loads(json.dumps(state, default=str))
     log = trainer_state.get("log_history", [])
     man = {
         "key": key,
@@ -186,6 +210,7 @@ def write_manifest(params: Params, variant: str, stage: str, key: dict, trainer,
         "seeds": params.seeds,
         "steps": trainer_state.get("global_step"),
         "world_size": distributed.world_size(),
+        "precision": {"used": params.training_precision, "why": resolve_precision(params.training.precision)[1]},
         "metrics": metrics,
         "wall_time_s": round(time.time() - started, 1),
         **provenance(params),
@@ -205,15 +230,35 @@ def train_loss(trainer, result) -> float:
     """Mean training loss over every logged step, including those before a resume (the Trainer's
     own `training_loss` covers only the steps run since the last restart)."""
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-    return float(sum(losses) / len(losses)) if losses else result.training_loss
+    if losses:
+        return float(sum(losses) / len(losses))
+    return result.training_loss if result is not None else None
 
 
 def stage_callbacks(stage: str, variant: str, out: Path) -> list:
-    """What every training stage's Trainer gets: the stop on a non-finite loss and the progress
-    line for the runner's console."""
+    """What every training stage's Trainer gets: the stop on a non-finite loss, the progress line for the
+    runner's console, and its curves as TensorBoard logs in `<stage dir>/tensorboard` (the main process;
+    `%tensorboard --logdir outputs/<run>/models` in JupyterLab)."""
+    from ..common.distributed import is_main
     from ..common.progress import callback
 
-    return [finite_loss_callback(stage, variant, out), callback(stage, variant)]
+    out_cbs = [finite_loss_callback(stage, variant, out), callback(stage, variant)]
+    if is_main():
+        tb = tensorboard_callback(out / "tensorboard")
+        if tb is not None:
+            out_cbs.append(tb)
+    return out_cbs
+
+
+def tensorboard_callback(log_dir: Path):
+    """transformers' `TensorBoardCallback` writing to `log_dir` (None when TensorBoard is not installed)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
 
 
 def finite_loss_callback(stage: str, variant: str, out: Path):
@@ -249,18 +294,13 @@ def fit_text(tok, prompt: str, response: str, max_length: int) -> tuple[str, str
 
 
 def split_groups(ds) -> list[str]:
-    """Rows that must stay on one side of a train/eval split. WinoGrande comes in twins: two
-    sentences that differ in a trigger word and swap the answer between the same two options. With
-    one twin trained on and the other held out, a model that memorises "option X wins here" is
-    pushed *below* chance on the held-out twin, so twins (rows of a source sharing their pair of
-    options) form one group; every other row is a group of its own."""
-    cols = set(ds.column_names)
-    if not {"option1", "option2", "source"} <= cols:
+    """Rows that must stay on one side of a train/eval split: the union's `group_id` (WinoBias and WinoGrande
+    twins, OASST trees). With one twin trained on and the other held out, a model that memorises "this
+    opening takes *she*" or "option X wins here" is pushed *below* chance on the held-out twin; an OASST tree's
+    prompts share their conversation. Rows without a group (data made before the column existed) stand alone."""
+    if "group_id" not in ds.column_names:
         return [str(i) for i in range(len(ds))]
-    return [
-        f"{s}\x00{min(a.lower(), b.lower())}\x00{max(a.lower(), b.lower())}" if a and b else f"row\x00{i}"
-        for i, (s, a, b) in enumerate(zip(ds["source"], ds["option1"], ds["option2"]))
-    ]
+    return [g if g else f"row\x00{i}" for i, g in enumerate(ds["group_id"])]
 
 
 def split_rows(ds, fraction: float, seed: int, max_rows: int | None = None, eval_max_rows: int | None = None):

@@ -27,7 +27,7 @@ def training_summary(params: Params) -> pd.DataFrame:
     rows = []
     for v in params.train_variants:
         row: dict[str, Any] = {"variant": v}
-        for stage in ("sft", "reward", "ppo", "dpo"):
+        for stage in ("sft", "reward", "ppo", "rloo", "dpo"):
             m = stage_dir(params, v, stage) / "manifest.json"
             if not m.is_file():
                 continue
@@ -43,25 +43,13 @@ def training_summary(params: Params) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
         df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
-    if "reward.eval_accuracy" in df:  # Wilson 95 % CI of the held-out pairwise accuracy
-        from ..common.stats import proportion
-
-        n = df.get("reward.eval_pairs", df.get("reward.eval_rows"))
-        cis = [
-            proportion(int(round(a * k)), int(k)) if pd.notna(a) and pd.notna(k) and k else None
-            for a, k in zip(df["reward.eval_accuracy"], n if n is not None else [None] * len(df))
-        ]
-        df["reward.eval_accuracy_lo"] = [c["lo"] if c else None for c in cis]
-        df["reward.eval_accuracy_hi"] = [c["hi"] if c else None for c in cis]
-        df["reward.at_chance (CI covers 0.5)"] = [c["at_chance"] if c else None for c in cis]
-    if "reward.eval_p_value" in df:
-        df["reward.above_chance (p<0.05)"] = df["reward.eval_p_value"] < 0.05
-    elif "reward.eval_accuracy" in df:
-        df["reward.above_chance"] = df["reward.eval_accuracy"] > 0.5
-    if "ppo.probe_reward_after" in df:
-        df["ppo.reward_rising (probe)"] = df["ppo.probe_reward_after"] > df["ppo.probe_reward_before"]
-    elif "ppo.reward_second_half" in df:
-        df["ppo.reward_rising"] = df["ppo.reward_second_half"] > df["ppo.reward_first_half"]
+    if "reward.eval_accuracy_lo" in df:
+        df["reward.beats_chance (CI above 0.5)"] = df["reward.eval_accuracy_lo"] > 0.5
+    if "reward.length_baseline" in df and "reward.eval_accuracy_lo" in df:
+        df["reward.beats_length (CI above its point)"] = df["reward.eval_accuracy_lo"] > df["reward.length_baseline"]
+    for stage in ("ppo", "rloo"):
+        if f"{stage}.heldout_reward_gain_lo" in df:
+            df[f"{stage}.raised_heldout_reward (CI above 0)"] = df[f"{stage}.heldout_reward_gain_lo"] > 0
     return df
 
 

@@ -11,12 +11,17 @@ per-item frame); the result dict's `items` holds every reported metric's value p
 | `oasst` | held-out OASST human pairs: likelihood preference, prompts for reward judgements |
 | `crows` | CrowS-Pairs, the authors' three templates |
 | `ifeval` | IFEval through Google's checkers as packaged in lm-eval |
+| `qualitative` | greedy answers to the paper's single-line prompts |
+
+Each module registers its benchmarks (`evaluation.registry`) when it is imported: the imports at the end of this
+file are the list of the kit's benchmarks, in the order the evaluation runs them.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
@@ -35,3 +40,10 @@ def item_ids(texts) -> list[str]:
     """Stable short ids of evaluation items (from their text): per-item values of two runs are
     paired by them."""
     return [hashlib.sha1(str(t).encode()).hexdigest()[:12] for t in texts]
+
+
+# the kit's benchmarks, registered in this order (each module registers itself when imported; the order is the
+# evaluation's and the tables')
+KIT_BENCHMARKS = ("winobias", "winogrande", "crows", "oasst", "qualitative", "ifeval")
+for _module in KIT_BENCHMARKS:
+    importlib.import_module(f"{__name__}.{_module}")

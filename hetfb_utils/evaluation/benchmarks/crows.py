@@ -6,6 +6,7 @@ import pandas as pd
 
 from ...common.params import Params
 from ...models.scoring import score_continuations
+from ..registry import Benchmark, register
 from . import item_ids
 from .prompts import _chat_eval, lm_prompt
 
@@ -48,3 +49,37 @@ def eval_crows(
     per = det.groupby(["template", "bias_type"])["correct"].mean().unstack(0)
     per.loc["all"] = det.groupby("template")["correct"].mean()
     return per, det
+
+
+def load_crows_eval(params: Params) -> pd.DataFrame:
+    """CrowS-Pairs, at most `evaluation.crows_max` pairs drawn with `evaluation.seed`."""
+    from ... import data as D
+
+    crows = D.load_crows_pairs(params)
+    if params.evaluation.crows_max is not None and len(crows) > params.evaluation.crows_max:
+        crows = crows.sample(n=params.evaluation.crows_max, random_state=params.eval_seed)
+    return crows
+
+
+def _score_crows(model, tok, df: pd.DataFrame, params: Params) -> dict:
+    per, det = eval_crows(model, tok, df, params.evaluation.batch_size, params)
+    wide = det.pivot(index="id", columns="template", values="correct").astype(float)
+    wide = wide.loc[list(dict.fromkeys(det["id"]))]
+    return {
+        "per_template": per.loc["all"].to_dict(),
+        "per_bias_type": per.to_dict(),
+        "items": {"id": wide.index.tolist(), **{c: wide[c].tolist() for c in wide.columns}},
+    }
+
+
+register(
+    Benchmark(
+        "crows",
+        load_crows_eval,
+        _score_crows,
+        title="CrowS-Pairs (the authors' three templates)",
+        table="crows_pairs",
+        columns=tuple((t, t, None) for t in CROWS_TEMPLATES),
+        row=lambda r: dict(r["per_template"]),
+    )
+)

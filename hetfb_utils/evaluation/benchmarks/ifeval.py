@@ -7,6 +7,7 @@ import pandas as pd
 
 from ...common.params import Params
 from ...models.scoring import generate_greedy
+from ..registry import Benchmark, register
 
 IFEVAL_NEEDS_PUNKT = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}
 
@@ -69,3 +70,39 @@ def eval_ifeval(model, tok, rows: list[dict], params: Params, batch_size: int) -
         },
     }
     return out, pd.DataFrame({"key": [r["key"] for r in rows], "answer": answers})
+
+
+def load_ifeval_eval(params: Params) -> dict:
+    """The IFEval prompts the checkers can score here (at most `evaluation.ifeval_max`), and how many were
+    skipped for want of NLTK's sentence splitter."""
+    from ... import data as D
+
+    rows, skipped = ifeval_usable(D.load_ifeval(params))
+    if params.evaluation.ifeval_max:
+        rows = rows[: params.evaluation.ifeval_max]
+    return {"rows": rows, "skipped_needs_punkt": skipped}
+
+
+def _score_ifeval(model, tok, data: dict, params: Params) -> dict:
+    val, _ = eval_ifeval(model, tok, data["rows"], params, params.evaluation.generate_batch_size)
+    val["skipped_needs_punkt"] = data["skipped_needs_punkt"]
+    return val
+
+
+register(
+    Benchmark(
+        "ifeval",
+        load_ifeval_eval,
+        _score_ifeval,
+        title="IFEval (Google's checkers)",
+        table="ifeval",
+        columns=(
+            ("prompt_level_strict", "prompt_level_strict", None),
+            ("prompt_level_loose", "prompt_level_loose", None),
+            ("inst_level_strict", "inst_strict_followed", "instructions"),
+            ("inst_level_loose", "inst_loose_followed", "instructions"),
+        ),
+        enabled=lambda params: params.evaluation.ifeval_max != 0,
+        fingerprint=lambda data: len(data["rows"]),
+    )
+)

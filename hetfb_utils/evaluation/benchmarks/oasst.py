@@ -7,6 +7,7 @@ import pandas as pd
 
 from ...common.params import Params
 from ...models.scoring import score_continuations
+from ..registry import Benchmark, register
 from . import item_ids
 
 
@@ -51,3 +52,59 @@ def oasst_likelihood_accuracy(model, tok, df: pd.DataFrame, params: Params, batc
         "pairs": len(ok),
         "items": {"id": ids, "likelihood_pref_accuracy": ok.tolist()},
     }
+
+
+def load_oasst_heldout(params: Params) -> pd.DataFrame:
+    """The run's held-out OASST human pairs (stage 1's held-out trees), at most `evaluation.oasst_max_pairs`
+    drawn with `evaluation.seed`."""
+    path = params.run_dir / "data" / "oasst_heldout.parquet"
+    df = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    if params.evaluation.oasst_max_pairs and len(df) > params.evaluation.oasst_max_pairs:
+        df = df.sample(n=params.evaluation.oasst_max_pairs, random_state=params.eval_seed)
+    return df.reset_index(drop=True)
+
+
+def _score_oasst_ll(model, tok, df: pd.DataFrame, params: Params) -> dict:
+    if not len(df):
+        return {"accuracy": None, "pairs": 0, "items": {"id": [], "likelihood_pref_accuracy": []}}
+    return oasst_likelihood_accuracy(model, tok, df, params, params.evaluation.batch_size)
+
+
+def _score_oasst_gen(model, tok, df: pd.DataFrame, params: Params) -> dict:
+    from ...models.scoring import generate_greedy
+
+    ev = params.evaluation
+    sub = df.head(ev.oasst_generate_max)
+    prompts = oasst_gen_prompts(tok, sub, params)
+    return {
+        "prompts": sub["prompt"].tolist() if len(sub) else [],
+        "prompt_ids": sub["prompt_id"].tolist() if len(sub) else [],
+        "answers": generate_greedy(model, tok, prompts, ev.max_new_tokens, ev.generate_batch_size),
+    }
+
+
+def _ids(df: pd.DataFrame) -> list:
+    return list(df.get("prompt_id", []))
+
+
+register(
+    Benchmark(
+        "oasst_ll",
+        load_oasst_heldout,
+        _score_oasst_ll,
+        title="OASST held-out human pairs",
+        table="oasst_heldout",
+        columns=(("likelihood_pref_accuracy", "likelihood_pref_accuracy", None),),
+        row=lambda r: {"likelihood_pref_accuracy": r["accuracy"], "pairs": r["pairs"]},
+        fingerprint=_ids,
+    )
+)
+register(
+    Benchmark(
+        "oasst_gen",
+        load_oasst_heldout,
+        _score_oasst_gen,
+        title="answers to held-out OASST prompts (judged by the reward models)",
+        fingerprint=_ids,
+    )
+)

@@ -1,6 +1,6 @@
 """WinoBias (the paper's Table 1) and WinoGender, on the scoring engine.
 
-WinoBias metrics (PAPER.md §5), prompt ``{sentence} "{pronoun}" refers to:`` (for chat models: the
+WinoBias metrics (docs/paper.md, "The metrics"), prompt ``{sentence} "{pronoun}" refers to:`` (for chat models: the
 sentence as the user turn, the assistant turn prefilled with ``"{pronoun}" refers to:``), test split,
 types 1+2:
 
@@ -26,6 +26,7 @@ import pandas as pd
 
 from ...common.params import Params
 from ...models.scoring import score_continuations
+from ..registry import Benchmark, register
 from . import item_ids, metric
 from .prompts import winobias_prompt, words_of
 
@@ -187,3 +188,75 @@ def winogender_sample(items: pd.DataFrame, max_n: int | None, seed: int) -> pd.D
     per = max(1, len(items) // max(1, len(groups)))
     keep = groups.sample(n=max(1, max_n // per), random_state=seed)
     return items.merge(keep, on=["occupation", "participant", "num"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- registered benchmarks
+def load_winobias_eval(params: Params) -> list[dict]:
+    """The evaluation split's pro/anti pairs (`evaluation.winobias_split`), at most `winobias_max_pairs` of
+    them drawn with `evaluation.seed`."""
+    from ... import data as D
+
+    ev, drops, root = params.evaluation, D.Drops(), D.data_dir(params)
+    pairs = (
+        D.load_winobias_pairs(ev.winobias_split, root, "winobias_eval", drops)
+        if root is not None
+        else D.winobias_hf_pairs(ev.winobias_split, "winobias_eval", drops)
+    )
+    if ev.winobias_max_pairs and len(pairs) > ev.winobias_max_pairs:
+        rng = np.random.default_rng(params.eval_seed)
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), ev.winobias_max_pairs, replace=False))]
+    return pairs
+
+
+def _score_winobias(model, tok, pairs: list[dict], params: Params) -> dict:
+    # answers are generated on the scorer's prompt batches: generation-wide batches
+    val, det = eval_winobias(model, tok, pairs, params.evaluation.generate_batch_size, params)
+    val["examples"] = det.head(5).to_dict("records")
+    return val
+
+
+def load_winogender_eval(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(items, occupation statistics): whole (occupation, participant, template) groups, at most
+    `evaluation.winogender_max` sentences."""
+    from ... import data as D
+
+    sents, _, stats = D.load_winogender(params)
+    return winogender_sample(winogender_items(sents), params.evaluation.winogender_max, params.eval_seed), stats
+
+
+def _score_winogender(model, tok, data: tuple, params: Params) -> dict:
+    val, det = eval_winogender(model, tok, data[0], data[1], params.evaluation.batch_size, params)
+    female = det[det.gender == "female"].groupby("occupation")["pred"]
+    val["per_occupation_female"] = female.apply(lambda s: float((s == 0).mean())).to_dict()
+    return val
+
+
+TABLE1 = ("Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Similarity")
+register(
+    Benchmark(
+        "winobias",
+        load_winobias_eval,
+        _score_winobias,
+        title="WinoBias: the paper's Table 1",
+        table="table1_winobias",
+        columns=tuple((c, c, None) for c in TABLE1),
+        row=lambda r: {c: r[c] for c in TABLE1},
+    )
+)
+register(
+    Benchmark(
+        "winogender",
+        load_winogender_eval,
+        _score_winogender,
+        title="WinoGender (accuracy by pronoun gender, male - female gap, bias metrics)",
+        table="winogender",
+        columns=(
+            ("accuracy_male", "correct_male", None),
+            ("accuracy_female", "correct_female", None),
+            ("gap_male_minus_female", "gap", None),
+            ("Bias", "Bias", None),
+            ("Bias (Entropy)", "Bias (Entropy)", None),
+        ),
+        fingerprint=lambda data: len(data[0]),
+    )
+)

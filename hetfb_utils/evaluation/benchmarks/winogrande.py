@@ -1,6 +1,6 @@
 """WinoGrande accuracy on the scoring engine, two ways.
 
-* ``mean_loss`` (the authors' later script, re-implemented, PAPER.md §5): fill the blank with each
+* ``mean_loss`` (the authors' later script, re-implemented; docs/paper.md): fill the blank with each
   option and pick the sentence with the lower mean token loss;
 * ``partial`` (lm-evaluation-harness, the number leaderboards quote): the prefix up to the blank with
   each option as the context, the words after the blank as the continuation; pick the option under
@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...common.params import Params
 from ...models.scoring import score_continuations
+from ..registry import Benchmark, register
 from . import item_ids
 
 METHODS = ("mean_loss", "partial")
@@ -64,3 +66,34 @@ def eval_winogrande(
             **{f"accuracy_{m}": (p == gold).astype(float).tolist() for m, p in preds.items()},
         },
     }, df
+
+
+def load_winogrande_eval(params: Params) -> list[dict]:
+    """`evaluation.winogrande_split` as (prompt, chosen, rejected) rows, at most `winogrande_max` drawn with
+    `evaluation.seed`."""
+    from ... import data as D
+
+    ev = params.evaluation
+    rows = D.parse_winogrande(D.load_winogrande_rows(ev.winogrande_split, D.data_dir(params)), "wg_eval", D.Drops())
+    if ev.winogrande_max and len(rows) > ev.winogrande_max:
+        rows = pd.DataFrame(rows).sample(n=ev.winogrande_max, random_state=params.eval_seed).to_dict("records")
+    return rows
+
+
+register(
+    Benchmark(
+        "winogrande",
+        load_winogrande_eval,
+        lambda model, tok, rows, params: eval_winogrande(
+            model, tok, rows, params.evaluation.batch_size, params.evaluation.winogrande_method
+        )[0],
+        title="WinoGrande accuracy",
+        table="winogrande",
+        columns=(
+            ("accuracy", "accuracy", None),
+            ("accuracy_mean_loss", "accuracy_mean_loss", None),
+            ("accuracy_partial", "accuracy_partial", None),
+        ),
+        row=lambda r: {k: r.get(k) for k in ("accuracy", "method", "accuracy_mean_loss", "accuracy_partial", "rows")},
+    )
+)

@@ -1,0 +1,459 @@
+"""Statements about a training *recipe*, not one trained model: seeds and items, both random.
+
+The model is the Multi-Bootstrap's (Sellam et al., "The MultiBERTs", ICLR 2022, §3): a recipe (data mix,
+selection, algorithm) evaluated with k training seeds on n evaluation items has two sources of randomness,
+which models training happened to produce (seeds) and which items the evaluation happened to use; the items
+are shared by every arm of a comparison (paired items), and arms trained on the same seeds are compared seed
+by seed (MultiBERTs' paired seeds). Per-item values of seed s on item j follow
+
+    y_sj = mu + a_s + b_j + e_sj        (seed effect a, item effect b, their interaction e)
+
+and a comparison (a weighted sum of arms: one arm with weight 1, "A - B" with 1 and -1) has variance
+sum over seed groups (var_a / k + var_e / (k n)) + var_b / n.
+
+**What is ours, and why (measured by simulation; the table is below).** MultiBERTs had 25 seeds; a kit run has
+2-5. With so few, every reading of the joint bootstrap is too narrow: its percentile interval ignores how few
+seeds estimate the seed variance, and a t interval with Satterthwaite degrees of freedom is too narrow exactly
+when the seed variance was estimated low by chance (it then trusts the items' n - 1 degrees of freedom). So the
+kit's default interval (`method="gpq"`) is a **generalized pivotal interval** (Weerahandi 1993; the standard
+small-sample interval for the mean of a random-effects model): the variance of the comparison is written in the
+ANOVA mean squares of the seeds x items tables (one seed term and one residual term per seed group, one item
+term), each mean square is redrawn from its own chi-square distribution (k - 1 degrees of freedom for a seed
+term), and the interval is the 2.5 and 97.5 % points of estimate - Z sqrt(variance drawn). With two seeds and the
+seeds dominant it is as wide as Student's t with one degree of freedom (it must be: nothing else covers); with
+the items dominant it is the items' t interval. A ratio statistic (sum over sum) is linearised per item first.
+Non-negative, skewed metrics (Bias (Cluster), Bias (Entropy): `LOG_METRICS`) get the same interval on the log
+scale for a single arm's value (`transform="log"`), where the symmetric one missed low.
+
+Other readings kept for comparison: `method="satterthwaite"` (the same variance, Student's t at the Welch-
+Satterthwaite df: the kit's earlier default) and `method="percentile"` (MultiBERTs' own: quantiles of the joint
+seeds x items bootstrap, `replicates`).
+
+**Coverage** of the 95 % interval (share of simulated studies whose interval covers the truth; 2000 studies per
+cell, n = 200 items, item sd 0.3, residual sd 0.2; "seeds dominate" = seed sd 0.1, "balanced" 0.03, "negligible"
+0.005; `tools/coverage.py` regenerates it, `tests/test_multiboot.py` checks cells of it):
+
+COVERAGE_TABLE
+
+A seed group of k seeds is "recipe" evidence only with k >= 2 in every trained arm, and exploratory below 4
+(`conclusion_kind`).
+
+`variance_components` splits a k x n table into seed, item and residual variance (two-way random effects, method
+of moments), with an upper confidence bound on the seed variance (`seed_upper`: from 5 seeds its 95 % range is
+about x0.36 to x8 of the estimate); `design` says how many seeds (never fewer than 2) and items detect a difference
+at a given power, with the noncentral t at the test's degrees of freedom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..common.stats import TOLERANCE, real_difference
+
+N_BOOT = 2000  # joint bootstrap replicates (the percentile reading; the worked example of notebook 06)
+N_DRAWS = 20000  # generalized pivotal draws per interval
+CONFIDENCE = 0.95
+EXPLORATORY_BELOW = 4  # seeds per trained arm under which a recipe-level conclusion is exploratory
+LOG_METRICS = ("Bias (Cluster)", "Bias (Entropy)")
+METHODS = ("gpq", "satterthwaite", "percentile")
+
+__all__ = [
+    "CONFIDENCE",
+    "LOG_METRICS",
+    "METHODS",
+    "N_BOOT",
+    "TOLERANCE",
+    "Arm",
+    "contrast",
+    "design",
+    "detectable_effect",
+    "power",
+    "real_difference",
+    "replicates",
+    "variance_components",
+    "variance_of_mean",
+]
+
+
+@dataclass
+class Arm:
+    """One recipe (or Base) on the shared items: `values[s, j]` the per-item value of seed s on item j (a
+    numerator when `den` is given: the statistic is then sum(values) / sum(den) over items)."""
+
+    values: np.ndarray
+    seeds: list = field(default_factory=list)
+    den: np.ndarray | None = None
+    fixed: bool = False  # not trained (Base): one row, no seed variance
+
+    def __post_init__(self):
+        self.values = np.atleast_2d(np.asarray(self.values, dtype=np.float64))
+        if self.den is not None:
+            self.den = np.atleast_2d(np.asarray(self.den, dtype=np.float64))
+        if not self.seeds:
+            self.seeds = list(range(self.k))
+        if len(self.seeds) != self.k:
+            raise ValueError(f"{len(self.seeds)} seed labels for {self.k} rows of values")
+
+    @property
+    def k(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def seed_resampled(self) -> bool:
+        """Does the arm carry seed variance (trained, at least two seeds)?"""
+        return not self.fixed and self.k > 1
+
+    def per_seed(self, item_w: np.ndarray | None = None) -> np.ndarray:
+        """The statistic of each seed over the items (weighted by counts `item_w` [B, n]): [B, k] or [k]."""
+        if item_w is None:
+            return self.values.mean(1) if self.den is None else self.values.sum(1) / self.den.sum(1)
+        if self.den is None:
+            return item_w @ self.values.T / item_w.sum(1, keepdims=True)
+        return (item_w @ self.values.T) / (item_w @ self.den.T)
+
+    def estimate(self) -> float:
+        return float(np.mean(self.per_seed()))
+
+    def linear(self) -> np.ndarray:
+        """Per-item values whose mean over items is each seed's statistic: the values themselves, or for a
+        ratio of sums its linearisation R_s + (v_sj - R_s d_sj) / mean_j(d_sj)."""
+        if self.den is None:
+            return self.values
+        r = self.per_seed()[:, None]
+        return r + (self.values - r * self.den) / self.den.mean(1, keepdims=True)
+
+    def rescaled(self) -> Arm:
+        """Seed deviations (per item, from the mean over seeds) scaled by sqrt(k/(k-1)): the same estimate, and
+        a bootstrap over its k seeds whose variance is unbiased for the seed variance of the mean."""
+        if not self.seed_resampled:
+            return self
+        mean = self.values.mean(0, keepdims=True)
+        return Arm(mean + np.sqrt(self.k / (self.k - 1)) * (self.values - mean), list(self.seeds), self.den, self.fixed)
+
+
+# --------------------------------------------------------------------------- the variance, in mean squares
+@dataclass
+class Terms:
+    """The comparison's variance in mean squares, each with its degrees of freedom: seed terms (one per seed
+    group, coefficient 1/(k n)), the item term (coefficient 1/n) and the residual terms that the item term counts
+    again (coefficient 1/(k n), subtracted). variance = sum(seed terms) + max(item - residuals, 0): the item part
+    estimates var_b / n >= 0 and is clipped at 0 on its own, so noise in it never eats the seed part."""
+
+    estimate: float
+    ms: np.ndarray
+    df: np.ndarray
+    coef: np.ndarray  # all >= 0
+    kind: list  # "seed" / "residual" / "item" per term
+    items: int
+
+    def _sum(self, kind: str, ms: np.ndarray | None = None) -> np.ndarray | float:
+        ms = self.ms if ms is None else ms
+        mask = np.array([k == kind for k in self.kind])
+        if not mask.any():
+            return 0.0 if ms.ndim == 1 else np.zeros(ms.shape[1])
+        return (self.coef[mask, None] * ms[mask].reshape(mask.sum(), -1)).sum(0).squeeze()
+
+    def variance(self, ms: np.ndarray | None = None) -> np.ndarray | float:
+        """sum(seed terms) + max(item - residual terms, 0); `ms` [terms, draws] for redrawn mean squares."""
+        item = np.maximum(self._sum("item", ms) - self._sum("residual", ms), 0.0)
+        return self._sum("seed", ms) + item
+
+    def parts(self) -> dict:
+        """Seed, item and residual parts of the variance (each >= 0; one definition shared by `contrast` and
+        `variance_split`)."""
+        seed, resid, item = (float(self._sum(k)) for k in ("seed", "residual", "item"))
+        return {"seeds": max(seed - resid, 0.0), "items": max(item - resid, 0.0), "residual": resid}
+
+    def satterthwaite_df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom of the variance (inf when it is 0); the item and residual
+        terms count only when the item part is positive."""
+        use = [k == "seed" or float(self._sum("item")) > float(self._sum("residual")) for k in self.kind]
+        sign = np.where(np.array(self.kind) == "residual", -1.0, 1.0)
+        parts = (sign * self.coef * self.ms)[use]
+        num = float(np.sum(parts)) ** 2
+        den = float(np.sum(parts**2 / self.df[use]))
+        return float(num / den) if den > 0 else float("inf")
+
+
+def _seed_tables(arms: list[Arm], weights) -> tuple[list[np.ndarray], np.ndarray]:
+    """The weighted sum of arms split into tables with seed variance (one k x n table per set of seed labels:
+    arms on the same seeds are combined seed by seed) and one fixed per-item row (Base, single-seed arms)."""
+    n = {a.n for a in arms}
+    if len(n) != 1:
+        raise ValueError(f"arms must be scored on the same items, got item counts {sorted(n)}")
+    fixed = np.zeros(n.pop())
+    groups: dict[tuple, np.ndarray] = {}
+    for a, w in zip(arms, weights):
+        x = a.linear()
+        if a.seed_resampled:
+            key = tuple(a.seeds)
+            groups[key] = groups.get(key, 0) + w * x
+        else:
+            fixed = fixed + w * x.mean(0)
+    return list(groups.values()), fixed
+
+
+def terms(arms: list[Arm], weights) -> Terms:
+    """The estimate and its variance terms: per seed group n var(seed means) (k - 1 df, coefficient 1/(k n)) and
+    the residual mean square ((k - 1)(n - 1) df, coefficient 1/(k n), subtracted from the item term); one item
+    term, the variance of the per-item combination over items (n - 1 df, coefficient 1/n)."""
+    tables, fixed = _seed_tables(arms, list(np.asarray(weights, dtype=np.float64)))
+    n = len(fixed)
+    ms, df, coef, kind = [], [], [], []
+    column = fixed.copy()
+    for x in tables:
+        k = x.shape[0]
+        rows, cols, grand = x.mean(1), x.mean(0), x.mean()
+        column += cols
+        ms.append(n * np.var(rows, ddof=1)), df.append(k - 1), coef.append(1 / (k * n)), kind.append("seed")
+        if n > 1:
+            resid = x - rows[:, None] - cols[None, :] + grand
+            ms.append(np.sum(resid**2) / ((k - 1) * (n - 1))), df.append((k - 1) * (n - 1))
+            coef.append(1 / (k * n)), kind.append("residual")
+    if n > 1:
+        ms.append(np.var(column, ddof=1)), df.append(n - 1), coef.append(1 / n), kind.append("item")
+    est = float(sum(x.mean() for x in tables) + fixed.mean())
+    return Terms(est, np.asarray(ms, float), np.asarray(df, float), np.asarray(coef, float), kind, n)
+
+
+def _gpq_draws(t: Terms, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, variance) draws of the generalized pivot: each mean square redrawn as ms * df / chi2(df)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(n_draws)
+    if not len(t.ms):
+        return z, np.zeros(n_draws)
+    chi = rng.chisquare(t.df[:, None], size=(len(t.df), n_draws))
+    return z, np.asarray(t.variance(t.ms[:, None] * t.df[:, None] / chi), dtype=np.float64)
+
+
+def contrast(
+    arms: list[Arm],
+    weights: list[float],
+    *,
+    method: str = "gpq",
+    transform: str | None = None,
+    null: float = 0.0,
+    n_boot: int = N_BOOT,
+    n_draws: int = N_DRAWS,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    tolerance: float = TOLERANCE,
+) -> dict:
+    """A linear combination of arms (one arm with weight 1: its value; two with 1, -1: their difference) at
+    recipe level. Returns estimate, lo, hi; p (two-sided, against `null`), p_greater and p_less (one-sided:
+    the truth above / below `null`); se, df (Satterthwaite, for power), the variance shares of seeds and items,
+    the seeds per arm (0: not trained; 1: one seed, no seed variance), and `real`: the interval excludes 0 and
+    |estimate| > `tolerance`. `transform="log"` (one arm of a positive metric): the interval on the log scale,
+    mapped back."""
+    from scipy import stats as st
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if transform not in (None, "log"):
+        raise ValueError(f"transform must be None or 'log', got {transform!r}")
+    t = terms(arms, weights)
+    est, var = t.estimate, float(max(t.variance(), 0.0))
+    log = transform == "log" and est > 0 and len(arms) == 1
+    alpha = 1 - confidence
+    df = t.satterthwaite_df()
+    if var == 0:
+        lo = hi = est
+        p_greater, p_less = float(est <= null), float(est >= null)
+    elif method == "satterthwaite":
+        q = st.t.ppf(1 - alpha / 2, df) if np.isfinite(df) else st.norm.ppf(1 - alpha / 2)
+        se = np.sqrt(var)
+        lo, hi = est - q * se, est + q * se
+        dist = st.t(df) if np.isfinite(df) else st.norm()
+        p_greater, p_less = float(dist.sf((est - null) / se)), float(dist.cdf((est - null) / se))
+    else:
+        if method == "gpq":  # draws of the truth: estimate - Z sqrt(variance redrawn)
+            z, v = _gpq_draws(t, n_draws, seed)
+            draws = np.log(est) - z * np.sqrt(v) / est if log else est - z * np.sqrt(v)
+        else:  # percentile: MultiBERTs' reading of the joint replicates, as is (no rescaling)
+            draws = replicates(arms, n_boot, seed, rescale=False) @ np.asarray(weights, dtype=np.float64)
+        lo, hi = (float(x) for x in np.quantile(draws, [alpha / 2, 1 - alpha / 2]))
+        at = np.log(null) if log and null > 0 else (-np.inf if log else null)
+        floor = 1 / len(draws)
+        p_greater, p_less = max(float(np.mean(draws <= at)), floor), max(float(np.mean(draws >= at)), floor)
+        if log:
+            lo, hi = float(np.exp(lo)), float(np.exp(hi))
+    parts = t.parts()
+    total = sum(parts.values())
+    return {
+        "estimate": est,
+        "lo": float(lo),
+        "hi": float(hi),
+        "p": min(2 * min(p_greater, p_less), 1.0),
+        "p_greater": min(p_greater, 1.0),
+        "p_less": min(p_less, 1.0),
+        "se": float(np.sqrt(var)),
+        "df": df,
+        "seed_share": parts["seeds"] / total if total > 0 else 0.0,
+        "item_share": (parts["items"] + parts["residual"]) / total if total > 0 else 0.0,
+        "seeds": [a.k if not a.fixed else 0 for a in arms],
+        "items": t.items,
+        "method": method + ("+log" if log else ""),
+        "real": real_difference(est, lo, hi, tolerance),
+    }
+
+
+# --------------------------------------------------------------------------- the joint bootstrap
+def _seed_draws(arms: list[Arm], n_boot: int, rng, resample: bool) -> list[np.ndarray]:
+    """Seed counts [B, k] per arm: one shared draw per set of arms with the same seed labels (paired seeds)."""
+    shared: dict[tuple, np.ndarray] = {}
+    out = []
+    for a in arms:
+        if not (resample and a.seed_resampled):
+            out.append(np.ones((n_boot, a.k)))
+            continue
+        key = tuple(a.seeds)
+        if key not in shared:
+            shared[key] = rng.multinomial(a.k, np.full(a.k, 1 / a.k), size=n_boot).astype(np.float64)
+        out.append(shared[key])
+    return out
+
+
+def replicates(
+    arms: list[Arm],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    resample_seeds: bool = True,
+    rescale: bool = True,
+    resample_items: bool = True,
+) -> np.ndarray:
+    """[n_boot, arms] Multi-Bootstrap replicates of each arm's statistic: items drawn once per replicate for
+    every arm, seeds per arm (shared between arms with the same seed labels); either factor can be held fixed."""
+    n = {a.n for a in arms}
+    if len(n) != 1:
+        raise ValueError(f"arms must be scored on the same items, got item counts {sorted(n)}")
+    n = n.pop()
+    rng = np.random.default_rng(seed)
+    item_w = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
+    if not resample_items:
+        item_w = np.ones_like(item_w)
+    arms = [a.rescaled() if rescale else a for a in arms]
+    out = np.empty((n_boot, len(arms)))
+    for j, (a, seed_w) in enumerate(zip(arms, _seed_draws(arms, n_boot, rng, resample_seeds))):
+        out[:, j] = (seed_w * a.per_seed(item_w)).sum(1) / seed_w.sum(1)
+    return out
+
+
+# --------------------------------------------------------------------------- where the variance comes from
+def variance_components(x: np.ndarray, upper: float = 0.8) -> dict:
+    """Two-way random effects without replication (method of moments) of a k x n table of per-item values:
+    seed variance (between training seeds), item variance (between evaluation items), residual (seed x item),
+    and `seed_upper`, a one-sided `upper` confidence bound on the seed variance (chi-square on k - 1 df; the
+    estimate from 5 seeds has a 95 % range of about x0.36 to x8). One seed: the seed variance is unknown."""
+    from scipy import stats as st
+
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    k, n = x.shape
+    grand = x.mean()
+    rows, cols = x.mean(1), x.mean(0)
+    if k < 2:
+        return {
+            "seed": float("nan"),
+            "seed_upper": float("nan"),
+            "item": float(np.var(cols, ddof=1)) if n > 1 else float("nan"),
+            "residual": 0.0,
+            "seeds": k,
+            "items": n,
+        }
+    ms_seed = n * np.sum((rows - grand) ** 2) / (k - 1)
+    ms_item = k * np.sum((cols - grand) ** 2) / (n - 1) if n > 1 else 0.0
+    resid = x - rows[:, None] - cols[None, :] + grand
+    ms_res = np.sum(resid**2) / ((k - 1) * (n - 1)) if n > 1 else 0.0
+    return {
+        "seed": float(max((ms_seed - ms_res) / n, 0.0)),
+        "seed_upper": float(ms_seed * (k - 1) / st.chi2.ppf(1 - upper, k - 1) / n),
+        "item": float(max((ms_item - ms_res) / k, 0.0)),
+        "residual": float(ms_res),
+        "seeds": k,
+        "items": n,
+    }
+
+
+def variance_of_mean(comp: dict, seeds: int, items: int, seed_key: str = "seed") -> float:
+    """Variance of a recipe's mean with `seeds` seeds and `items` items under the components `comp`."""
+    seed = comp.get(seed_key, float("nan"))
+    seed = 0.0 if not np.isfinite(seed) else seed
+    return seed / seeds + comp["item"] / items + comp["residual"] / (seeds * items)
+
+
+def design_df(components: list[dict], seeds: int, items: int, seed_key: str = "seed") -> float:
+    """Satterthwaite degrees of freedom of a design (each trained arm `seeds` seeds on `items` items)."""
+    parts = [(c.get(seed_key, 0.0) or 0.0) / seeds + c["residual"] / (seeds * items) for c in components]
+    item = sum(c["item"] for c in components) / items
+    total = sum(parts) + item
+    den = sum(p * p / (seeds - 1) for p in parts) + (item * item / (items - 1) if items > 1 else 0.0)
+    return float(total * total / den) if den > 0 else float("inf")
+
+
+def power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
+    """Probability that a two-sided t test at `df` degrees of freedom calls a true difference `effect` real,
+    when its standard error is `se` (the noncentral t)."""
+    from scipy import stats as st
+
+    if se <= 0:
+        return 1.0 if effect else alpha
+    df = df if np.isfinite(df) else 1e6
+    q = st.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect) / se
+    if nc > q + 40:  # far beyond the critical value (scipy's noncentral t returns NaN out there)
+        return 1.0
+    p = float(st.nct.sf(q, df, nc) + st.nct.cdf(-q, df, nc))
+    return p if np.isfinite(p) else float(st.norm.sf(q - nc) + st.norm.cdf(-q - nc))
+
+
+def detectable_effect(se: float, df: float = float("inf"), power_: float = 0.8, alpha: float = 0.05) -> float:
+    """The smallest true difference a comparison with standard error `se` (at `df` degrees of freedom) detects
+    with probability `power_` (noncentral t)."""
+    from scipy import stats as st
+    from scipy.optimize import brentq
+
+    if not se > 0:
+        return 0.0
+    q = st.t.ppf(1 - alpha / 2, df if np.isfinite(df) else 1e6)
+    return float(brentq(lambda e: power(e, se, df, alpha) - power_, 0.0, (q + 30) * se))
+
+
+def design(
+    components: list[dict],
+    effect: float,
+    *,
+    power_: float = 0.8,
+    alpha: float = 0.05,
+    max_seeds: int = 30,
+    items: list[int] | None = None,
+    minutes_per_seed: float = 0.0,
+    minutes_per_item_and_seed: float = 0.0,
+    seed_key: str = "seed",
+) -> list[dict]:
+    """How many seeds (at least 2: one seed has no recipe-level interval) and items detect a difference of
+    `effect` at `power_` (two-sided `alpha`, noncentral t at the design's Satterthwaite df). `components`: the
+    variance components of each trained arm of the comparison (one for "recipe vs Base": the components of
+    the per-seed differences from Base; two for "recipe vs recipe"); `seed_key="seed_upper"` plans with the
+    upper confidence bound of the seed variance instead of its estimate. For each item count, the fewest seeds
+    per arm that reach the power, and the minutes that design costs (`minutes_per_seed` of training and
+    `minutes_per_item_and_seed` of evaluation, per arm)."""
+    items = items or [components[0]["items"]]
+    out = []
+    for n in items:
+        need = None
+        for k in range(2, max_seeds + 1):
+            var = sum(variance_of_mean(c, k, n, seed_key) for c in components)
+            if var == 0 or power(effect, np.sqrt(var), design_df(components, k, n, seed_key), alpha) >= power_:
+                need = k
+                break
+        row = {"effect": effect, "items": n, "seeds_per_arm": need}
+        if need is not None:
+            arms = len(components)
+            row["minutes"] = round(arms * need * (minutes_per_seed + n * minutes_per_item_and_seed), 1)
+        out.append(row)
+    return out

@@ -1,0 +1,64 @@
+"""Seed groups: one params file trained once per training seed (`make seeds`), compared at recipe level, and
+replicated on seeds that were not used to make the verdicts (`--replicate K`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..common.errors import RunFailed
+from ..common.params import load_params
+from .runner import execute
+
+
+def run_seeds(params_file: str, seeds: list[int], overrides: list[str] | None = None, log=print) -> list[str]:
+    """The params once per training seed, as runs `<run_name>-s<seed>` that differ only in `training.seed`:
+    the data, the selection and Base's evaluation are reused, each seed trains and evaluates its own models
+    on the same evaluation items. Returns the run directories."""
+    overrides = list(overrides or [])
+    name = load_params(params_file, overrides).run_name
+    if len(set(seeds)) != len(seeds):
+        raise RunFailed(f"--seeds {seeds}: a seed is given twice")
+    runs = []
+    for s in seeds:
+        over = [*overrides, f"training.seed={s}", f"run_name={name}-s{s}"]
+        log(f"== training seed {s} ==")
+        execute(params_file, over, log=log)
+        runs.append(str(load_params(params_file, over).run_dir))
+    return runs
+
+
+def seeds_and_compare(
+    params_file: str,
+    seeds: list[int],
+    overrides: list[str] | None = None,
+    replicate: int = 0,
+    out_dir: str | None = None,
+    log=print,
+) -> Path:
+    """`run_seeds`, then `compare` of the group; with `replicate` = K, K more seeds (the next integers after the
+    largest), their own comparison (`<out>-replication`) and `replication.{csv,md}` in the group's comparison:
+    does each verdict hold on seeds that did not make it? Returns the group's comparison directory."""
+    from ..analysis.comparison import compare_and_save
+    from ..analysis.replication import replication_table
+    from ..common.report import atomic_path, atomic_write_text, git_commit
+
+    if replicate < 0:
+        raise RunFailed(f"--replicate {replicate}: give a number of new seeds >= 0")
+    runs = run_seeds(params_file, seeds, overrides, log=log)
+    out, d = compare_and_save(runs, out_dir, log=log)
+    if not replicate:
+        return d
+    new_seeds = list(range(max(seeds) + 1, max(seeds) + 1 + replicate))
+    log(f"== replication: {replicate} new training seeds {new_seeds} ==")
+    new_runs = run_seeds(params_file, new_seeds, overrides, log=log)
+    new, _ = compare_and_save(new_runs, f"{d}-replication", log=log)
+    table = replication_table(out["claims"], new["claims"], new_seeds)
+    with atomic_path(d / "replication.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_text(
+        table.to_markdown(index=False, floatfmt=".4g") + f"\n\n_new seeds: {new_runs} · git {git_commit()}_\n",
+        d / "replication.md",
+    )
+    counts = table["status"].value_counts().to_dict()
+    log("replication: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" ({d / 'replication.md'})")
+    return d
