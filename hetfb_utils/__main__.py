@@ -1,4 +1,4 @@
-"""Command line: `python -m hetfb_utils {run,seeds,compare,results,train,probe,audit,plan,bench,validate,params-doc}`.
+"""Command line: `python -m hetfb_utils {run,seeds,compare,results,train,audit,plan,bench,validate,params-doc}`.
 
 One function per subcommand (`cmd_<name>`), each given the parsed arguments; the kit's errors (`KitError`) and a
 missing file end as one line on stderr and exit code 2, never a traceback.
@@ -65,17 +65,6 @@ def cmd_train(a) -> None:
     from .pipeline.launch import train_stage
 
     print(train_stage(load_params(a.params, a.param), a.stage, a.variant, a.force))
-
-
-def cmd_probe(a) -> None:
-    """Linear-probe accuracy of the reward task on the SFT model's features."""
-    import datasets
-
-    from .training.probe import feature_probe_table
-
-    datasets.disable_progress_bars()
-    p = load_params(a.params, a.param)
-    print(feature_probe_table(p, a.variant or p.train_variants, a.max_train_pairs).to_string(index=False))
 
 
 def cmd_audit(a) -> None:
@@ -164,12 +153,6 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", required=True)
     t.add_argument("--force", action="store_true")
     t.set_defaults(func=cmd_train)
-
-    pr = sub.add_parser("probe", help="linear probe of the reward task on the SFT model's features")
-    _params_args(pr)
-    pr.add_argument("--variant", action="append", help="default: every variant of the params file")
-    pr.add_argument("--max-train-pairs", type=int, default=256)
-    pr.set_defaults(func=cmd_probe)
 
     au = sub.add_parser("audit", help="which source and label carries a learnable preference (before training)")
     _params_args(au)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hetfb_utils.analysis import calibration as C
+from hetfb_utils.analysis import design as DZ
 from hetfb_utils.analysis import multiboot as M
 
 TRIALS = 160  # per cell: a coverage of 0.95 has a Monte Carlo sd of 0.017; the bar is 0.925 - 0.03
@@ -86,14 +87,14 @@ def test_variance_components_recover_the_planted_variances_and_bound_the_seed_va
     rng = np.random.default_rng(5)
     sa, sb, se = 0.1, 0.3, 0.2
     x = 1 + rng.normal(0, sa, (30, 1)) + rng.normal(0, sb, (1, 600)) + rng.normal(0, se, (30, 600))
-    c = M.variance_components(x)
+    c = DZ.variance_components(x)
     assert c["seed"] == pytest.approx(sa**2, rel=0.35)
     assert c["item"] == pytest.approx(sb**2, rel=0.15)
     assert c["residual"] == pytest.approx(se**2, rel=0.05)
-    assert np.isnan(M.variance_components(x[:1])["seed"])
+    assert np.isnan(DZ.variance_components(x[:1])["seed"])
     # the 80 % upper bound sits above the truth in about 80 % of 5-seed studies
     above = [
-        M.variance_components(1 + rng.normal(0, sa, (5, 1)) + rng.normal(0, se, (5, 200)))["seed_upper"] > sa**2
+        DZ.variance_components(1 + rng.normal(0, sa, (5, 1)) + rng.normal(0, se, (5, 200)))["seed_upper"] > sa**2
         for _ in range(400)
     ]
     assert 0.74 <= np.mean(above) <= 0.86
@@ -114,8 +115,8 @@ def test_power_at_the_reported_detectable_effect_is_about_80_percent():
     promise 80 % and deliver far less."""
     comp = {"seed": 0.01, "item": 0.09, "residual": 0.04, "items": 200}
     k, n = 3, 200
-    se = np.sqrt(M.variance_of_mean(comp, k, n))
-    effect = M.detectable_effect(se, M.design_df([comp], k, n))
+    se = np.sqrt(DZ.variance_of_mean(comp, k, n))
+    effect = DZ.detectable_effect(se, DZ.design_df([comp], k, n))
     rng = np.random.default_rng(8)
     hits = 0
     for t in range(300):
@@ -131,15 +132,17 @@ def test_power_at_the_reported_detectable_effect_is_about_80_percent():
 
 def test_design_never_asks_for_fewer_than_two_seeds_and_plans_with_the_upper_bound():
     comp = {"seed": 0.0, "seed_upper": 0.004, "item": 0.09, "residual": 0.04, "seeds": 5, "items": 200}
-    rows = M.design([comp], 0.1, items=[200, 800], minutes_per_seed=3.0, minutes_per_item_and_seed=0.01)
+    rows = DZ.design([comp], 0.1, items=[200, 800], minutes_per_seed=3.0, minutes_per_item_and_seed=0.01)
     assert all(r["seeds_per_arm"] >= 2 for r in rows)
     for r in rows:
         k = r["seeds_per_arm"]
-        assert M.power(0.1, np.sqrt(M.variance_of_mean(comp, k, r["items"])), M.design_df([comp], k, r["items"])) >= 0.8
+        assert (
+            DZ.power(0.1, np.sqrt(DZ.variance_of_mean(comp, k, r["items"])), DZ.design_df([comp], k, r["items"])) >= 0.8
+        )
         assert r["minutes"] == pytest.approx(k * (3.0 + r["items"] * 0.01))
-    upper = M.design([comp], 0.1, items=[200], seed_key="seed_upper")[0]
+    upper = DZ.design([comp], 0.1, items=[200], seed_key="seed_upper")[0]
     assert upper["seeds_per_arm"] > rows[0]["seeds_per_arm"]
-    assert M.design([comp], 1e-4, items=[200], max_seeds=5)[0]["seeds_per_arm"] is None  # out of reach
+    assert DZ.design([comp], 1e-4, items=[200], max_seeds=5)[0]["seeds_per_arm"] is None  # out of reach
 
 
 def test_log_scale_interval_for_a_skewed_positive_metric():

@@ -1,47 +1,70 @@
-"""Every training stage end to end on a tiny random model built from a config (seconds)."""
+"""Every training stage end to end on a tiny random model built from a config (seconds). Every test that checks
+training trains: the stage store is off (`training.reuse_stages=false`) and the manifests say nothing was reused."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from hetfb_utils.common import load_params
 from hetfb_utils.models import base_model_path, load_causal_lm, load_reward_model, load_tokenizer
 from hetfb_utils.models.scoring import score_continuations
-from hetfb_utils.training import probe, reward, rl, sft, stages
+from hetfb_utils.training import lora_config, reward, reward_head, rl, sft, stages
+
+NO_REUSE = "training.reuse_stages=false"
+
+
+def fresh(tiny_built, root, *extra):
+    """Tiny params in their own output directory (stages 1-2 copied from the session's build), stage store off."""
+    p0 = tiny_built[0]
+    p = load_params("tiny", [f"output_root={root}", f"cache_dir={p0.cache_path}", NO_REUSE, *extra])
+    shutil.copytree(p0.run_dir / "data", p.run_dir / "data", dirs_exist_ok=True)
+    return p
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_built):
-    p = tiny_built[0]
-    out = {
-        "sft": sft.train_sft(p, "hd-0.5"),
-        "reward": reward.train_reward(p, "hd-0.5"),
-        "ppo": rl.train_ppo(p, "hd-0.5"),
-        "dpo": rl.train_dpo(p, "hd-0.5"),
-    }
+def trained(tiny_built, tmp_path_factory):
+    p = fresh(tiny_built, tmp_path_factory.mktemp("trained"), "rl.shuffled_control=true")
+    out = {"sft": sft.train_sft(p, "hd-0.5"), "reward": reward.train_reward(p, "hd-0.5")}
+    out["ppo"] = rl.train_ppo(p, "hd-0.5")
+    out["rloo"] = rl.train_rloo(p, "hd-0.5")
+    out["dpo"] = rl.train_dpo(p, "hd-0.5")
     return p, out
 
 
-def test_every_stage_writes_adapter_and_manifest(trained):
+def test_every_stage_trains_and_writes_adapter_and_manifest(trained):
     p, out = trained
     for stage, man in out.items():
         d = stages.stage_dir(p, "hd-0.5", stage)
+        assert "reused_from" not in man, f"{stage} was copied from the stage store, not trained"
         assert (d / "adapter_config.json").is_file() and (d / "manifest.json").is_file()
         assert man["key"]["data_hash"] and man["seed"] == p.seed and man["wall_time_s"] >= 0
+        assert man["precision"]["used"] in ("fp32", "bf16") and man["precision"]["why"]
         assert not (d / "checkpoints").exists()
-        assert json.loads((d / "log_history.json").read_text())
+    for stage in ("sft", "ppo", "rloo", "dpo"):
+        assert json.loads((stages.stage_dir(p, "hd-0.5", stage) / "log_history.json").read_text())
+        assert any((stages.stage_dir(p, "hd-0.5", stage) / "tensorboard").iterdir())  # the curves for TensorBoard
     assert out["sft"]["steps"] == p.sft.args["max_steps"]
     assert {"base_eval_loss", "eval_loss", "train_loss"} <= set(out["sft"]["metrics"])
     rm = out["reward"]["metrics"]
-    assert {"eval_accuracy", "eval_p_value", "eval_accuracy_by_source"} <= set(rm)
-    assert 0 <= rm["eval_p_value"] <= 1 and set(rm["eval_accuracy_by_source"]) <= {"oasst", "winobias", "winogrande"}
-    ppo = out["ppo"]["metrics"]
-    assert ppo["updates"] >= 1
-    assert ppo["probe_prompts"] >= 1 and math.isfinite(ppo["probe_reward_before"] + ppo["probe_reward_after"])
+    for key in ("eval_accuracy", "length_baseline", "shuffled_control"):
+        assert {key, f"{key}_lo", f"{key}_hi", f"{key}_pairs"} <= set(rm) and 0 <= rm[f"{key}_lo"] <= rm[f"{key}_hi"]
+    assert {"eval_accuracy_oasst", "eval_accuracy_winobias", "eval_accuracy_winogrande"} <= set(rm)
+    assert rm["eval_pairs"] == 3 * p.reward.heldout_per_source  # the held-out pool, not the variant's slice
+    assert (stages.stage_dir(p, "hd-0.5", "reward") / "shuffled" / "adapter_config.json").is_file()
+    for stage in ("ppo", "rloo"):
+        m = out[stage]["metrics"]
+        assert m["updates"] >= 1 and m["heldout_prompts"] == p.rl.heldout_prompts
+        for who in ("heldout", "control"):  # the trained policy and the shuffled-label control, judged alike
+            assert m[f"{who}_reward_gain_lo"] <= m[f"{who}_reward_gain"] <= m[f"{who}_reward_gain_hi"]
+            assert math.isfinite(m[f"{who}_kl"]) and m[f"{who}_length_after"] >= 0
+        log = json.loads((stages.stage_dir(p, "hd-0.5", stage) / "log_history.json").read_text())
+        assert len([r for r in log if "heldout/reward" in r]) == m["updates"] + 1  # before, and after each update
 
 
 def test_adapters_change_the_model(trained):
@@ -59,53 +82,79 @@ def test_completed_stage_is_skipped(trained):
     again = sft.train_sft(p, "hd-0.5")
     assert again["created"] == out["sft"]["created"]
     changed = load_params("tiny", [f"output_root={p.output_root}", f"cache_dir={p.cache_path}", "sft.args.max_steps=2"])
-    assert (
-        stages.finished(
-            changed, "hd-0.5", "sft", stages.stage_key(changed, "hd-0.5", "sft", out["sft"]["key"]["data_hash"])
-        )
-        is None
-    )
+    key = stages.stage_key(changed, "hd-0.5", "sft", out["sft"]["key"]["data_hash"])
+    assert stages.finished(changed, "hd-0.5", "sft", key) is None
 
 
-def test_reward_model_learns_separable_toy(tiny_built, tmp_path):
-    """After training, the reward model ranks a held-out separable toy set above chance."""
+def _toy_pairs(words):
+    return [
+        {"prompt": f"Say something about {w}: ", "chosen": f"{w} is good good good", "rejected": f"{w} is bad bad bad"}
+        for w in words
+    ]
+
+
+TRAIN_WORDS = [f"thing{i}" for i in range(40)]
+HELD_WORDS = [f"other{i}" for i in range(60)]
+
+
+def test_reward_head_learns_a_planted_preference_and_the_control_does_not(tiny_built):
+    """A separable toy: 'good' always beats 'bad'. The fitted head ranks 60 held-out pairs right (a random scorer
+    passes this with probability < 1e-9); the head fitted on shuffled labels stays near chance."""
+    p = tiny_built[0]
+    tok = load_tokenizer(base_model_path(p))
+    model = load_reward_model(p, None)
+    fc, fr = reward.pair_features(model, tok, _toy_pairs(TRAIN_WORDS), 8, 64)
+    hc, hr = reward.pair_features(model, tok, _toy_pairs(HELD_WORDS), 8, 64)
+    groups = list(range(len(TRAIN_WORDS)))
+    head, info = reward_head.fit_head(fc - fr, groups, seed=0)
+    assert np.mean((hc - hr) @ head > 0) >= 0.95 and info["cv_accuracy"] >= 0.9
+    shuffled, _ = reward_head.fit_head(fc - fr, groups, seed=0, shuffle=True)
+    assert 0.2 <= np.mean((hc - hr) @ shuffled > 0) <= 0.8
+    installed = reward_head.install_head(model, head, lora_config(p, "reward", "SEQ_CLS"))
+    assert reward.pairwise_correct(installed, tok, _toy_pairs(HELD_WORDS), 8, 64).mean() >= 0.95  # as a model too
+
+
+def test_reward_trainer_learns_a_planted_preference(tiny_built, tmp_path):
+    """TRL's RewardTrainer + LoRA (`reward.method: lora`) on the same toy: 60 held-out pairs mostly right."""
     from datasets import Dataset
-    from trl import RewardTrainer
 
-    from hetfb_utils.common.configs import lora_config, stage_config
+    from hetfb_utils.common.configs import stage_config
 
     p = tiny_built[0]
     tok = load_tokenizer(base_model_path(p))
-    words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "water", "paper"]
-    rows = [
-        {"prompt": f"Say something about {w}: ", "chosen": f"{w} is good good good", "rejected": f"{w} is bad bad bad"}
-        for w in words * 3
-    ]
-    model = load_reward_model(p, None)
     args = stage_config(
-        p,
-        "reward",
-        tmp_path / "rm",
-        max_steps=40,
-        learning_rate=3e-3,
-        per_device_train_batch_size=8,
-        save_strategy="no",
-        max_length=64,
-    )
+        p, "reward", tmp_path / "rm", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=8,
+        save_strategy="no", max_length=64,
+    )  # fmt: skip
+    from trl import RewardTrainer
+
     tr = RewardTrainer(
-        model=model,
+        model=load_reward_model(p, None),
         args=args,
-        train_dataset=Dataset.from_list(rows[:24]),
+        train_dataset=Dataset.from_list(_toy_pairs(TRAIN_WORDS)),
         processing_class=tok,
         peft_config=lora_config(p, "reward", "SEQ_CLS"),
     )
     tr.train()
     tr.model.eval()
-    held = [
-        {"prompt": f"Say something about {w}: ", "chosen": f"{w} is good good good", "rejected": f"{w} is bad bad bad"}
-        for w in ["sun", "door", "bread", "chair"]
-    ]
-    assert reward.pairwise_accuracy(tr.model, tok, held, 4, 64) > 0.5
+    assert reward.pairwise_correct(tr.model, tok, _toy_pairs(HELD_WORDS), 8, 64).mean() >= 0.9
+
+
+def test_the_pad_token_is_not_the_end_of_turn_token(trained):
+    """SmolLM2 pads with `<|im_end|>`; TRL's PPO masks every pad-id token, which hid the chat delimiters inside
+    every query. The kit's tokenizer pads with another token, and the policy's queries keep their delimiters."""
+    from hetfb_utils.selection import load_variant
+
+    p, _ = trained
+    tok = load_tokenizer(base_model_path(p))
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert tok.pad_token_id not in (tok.eos_token_id, end, tok.bos_token_id)
+    queries = rl.ppo_prompts(p, load_variant(p, "hd-0.5").select(range(4)), tok)
+    for q in queries["input_ids"]:
+        ids = torch.tensor(q)
+        assert (ids == end).sum() >= 1  # the chat template's turn ends are in the query
+        assert bool((ids != tok.pad_token_id).all())  # and TRL's `query != pad_token_id` mask keeps every token
+    assert load_causal_lm(p).config.pad_token_id == tok.pad_token_id
 
 
 def interrupt_sft(p, variant: str, at_step: int | None = None):
@@ -128,22 +177,14 @@ def interrupt_sft(p, variant: str, at_step: int | None = None):
 
 
 def test_resume_after_interrupt(tiny_built, tmp_path):
-    """An SFT interrupted after a checkpoint resumes from it and ends at the same step count."""
-    p0 = tiny_built[0]
-    p = load_params(
-        "tiny",
-        [
-            f"output_root={p0.output_root}",
-            f"cache_dir={p0.cache_path}",
-            "sft.args.max_steps=6",
-            "sft.args.save_steps=2",
-        ],
-    )
+    """An SFT interrupted after a checkpoint resumes from it and ends at the same step count and metrics as an
+    uninterrupted run."""
+    p = fresh(tiny_built, tmp_path, "sft.args.max_steps=6", "sft.args.save_steps=2")
     interrupt_sft(p, "wino", at_step=4)
     ck = stages.last_checkpoint(stages.stage_dir(p, "wino", "sft"))
     assert ck and ck.endswith("checkpoint-4")
     man = sft.train_sft(p, "wino")
-    assert man["steps"] == 6
+    assert man["steps"] == 6 and "reused_from" not in man
     log = json.loads((stages.stage_dir(p, "wino", "sft") / "log_history.json").read_text())
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]  # 1-4 kept from the checkpoint, not redone
     whole = sft.train_sft(p, "wino", force=True)  # the same run, uninterrupted
@@ -186,33 +227,27 @@ def test_embedded_model_generates(tmp_path):
     assert torch.get_default_dtype() == torch.float32
 
 
-def test_same_seed_same_metrics(tiny_built, tmp_path):
-    """Two trainings with the same seed on CPU give the same metrics (to 1e-6)."""
-    p0 = tiny_built[0]
+def test_same_seed_same_model_and_another_seed_another(tiny_built, tmp_path):
+    """Two SFT trainings with the same seed, each trained (the stage store off), give the same metrics (to 1e-6);
+    another training seed gives another model."""
     runs = []
-    for k in range(2):
-        p = load_params("tiny", [f"output_root={tmp_path / str(k)}", f"cache_dir={p0.cache_path}"])
-        import shutil
-
-        shutil.copytree(p0.run_dir / "data", p.run_dir / "data")
-        runs.append(sft.train_sft(p, "hd-0.5")["metrics"])
+    for k, seed in enumerate((42, 42, 43)):
+        man = sft.train_sft(fresh(tiny_built, tmp_path / str(k), f"training.seed={seed}"), "hd-0.5")
+        assert "reused_from" not in man
+        runs.append(man["metrics"])
     for key in ("train_loss", "eval_loss", "base_eval_loss"):
         assert runs[0][key] == pytest.approx(runs[1][key], abs=1e-6)
+    assert abs(runs[0]["train_loss"] - runs[2]["train_loss"]) > 1e-6
 
 
-def test_changed_inputs_never_resume_a_stale_checkpoint(tiny_built):
+def test_changed_inputs_never_resume_a_stale_checkpoint(tiny_built, tmp_path):
     """Interrupted, then re-run with another learning rate: the old checkpoint is discarded."""
-    p0 = tiny_built[0]
-    base = [
-        f"output_root={p0.output_root}",
-        f"cache_dir={p0.cache_path}",
-        "sft.args.max_steps=4",
-        "sft.args.save_steps=2",
-    ]
-    p = load_params("tiny", base)
+    p = fresh(tiny_built, tmp_path, "sft.args.max_steps=4", "sft.args.save_steps=2")
     interrupt_sft(p, "hd-1.0")
     assert stages.last_checkpoint(stages.stage_dir(p, "hd-1.0", "sft"))
-    changed = load_params("tiny", base + ["sft.args.learning_rate=5e-4"])
+    changed = fresh(
+        tiny_built, tmp_path, "sft.args.max_steps=4", "sft.args.save_steps=2", "sft.args.learning_rate=5e-4"
+    )
     man = sft.train_sft(changed, "hd-1.0")
     log = json.loads((stages.stage_dir(changed, "hd-1.0", "sft") / "log_history.json").read_text())
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]  # trained from step 1
@@ -231,23 +266,19 @@ def test_split_rows_caps_the_eval_slice():
     assert stages.split_rows(ds, 0.0, seed=0)[1] is None
 
 
-def test_split_rows_keeps_winogrande_twins_together():
-    """Twins swap the answer between the same options: one trained on and the other held out
-    would reward memorisation with below-chance held-out accuracy."""
+def test_split_rows_keeps_groups_together():
+    """Twins (WinoGrande: the same options, the answer swapped; WinoBias: one opening, two referents) and OASST
+    trees share a `group_id`: one trained on and the other held out would reward memorisation."""
     from datasets import Dataset
 
-    rows = []
-    for k in range(20):
-        for t in range(2):
-            rows.append({"source": "winogrande", "option1": f"A{k}", "option2": f"B{k}", "x": 2 * k + t})
-    rows += [{"source": "oasst", "option1": "", "option2": "", "x": 100 + k} for k in range(10)]
+    rows = [{"group_id": f"twin{k}", "x": 2 * k + t} for k in range(20) for t in range(2)]
+    rows += [{"group_id": f"row{k}", "x": 100 + k} for k in range(10)]
     ds = Dataset.from_list(rows)
     for seed in range(5):
         train, ev = stages.split_rows(ds, 0.3, seed=seed)
         assert len(train) + len(ev) == len(ds) and not set(train["x"]) & set(ev["x"])
         assert abs(len(ev) - 15) <= 1
-        held = {(r["option1"], r["option2"]) for r in ev if r["source"] == "winogrande"}
-        assert not held & {(r["option1"], r["option2"]) for r in train if r["source"] == "winogrande"}
+        assert not set(ev["group_id"]) & set(train["group_id"])
     assert len(set(stages.split_groups(ds))) == 20 + 10
 
 
@@ -263,36 +294,26 @@ def test_last_token_features_are_what_the_reward_head_reads(trained):
     assert abs(feats @ head - scores).max() < 1e-4
 
 
-def test_feature_probe_and_cli(trained, capsys, tmp_path):
-    from hetfb_utils.__main__ import main
+def test_precision_is_resolved_recorded_and_keyed(tiny_built, tmp_path):
+    """`training.precision`: auto is bf16 only where the hardware has bf16 units; bf16 maps onto the TRL config's
+    `bf16`; an fp32 and a bf16 stage have different keys (they are different models)."""
+    from hetfb_utils.common import precision
+    from hetfb_utils.common.configs import stage_config
 
-    p, _ = trained
-    res = probe.feature_probe(p, "hd-0.5", max_train_pairs=20)
-    assert res["train_pairs"] <= 20 and res["eval_pairs"] >= 1
-    assert 0 <= res["probe_eval_accuracy"] <= 1 and 0 <= res["probe_eval_p_value"] <= 1
-    assert set(res["probe_eval_accuracy_by_source"]) <= {"oasst", "winobias", "winogrande"}
-    assert (
-        main(
-            [
-                "probe",
-                "tiny",
-                "--variant",
-                "hd-0.5",
-                "--max-train-pairs",
-                "20",
-                "-p",
-                f"output_root={p.output_root}",
-                "-p",
-                f"cache_dir={p.cache_path}",
-            ]
-        )
-        == 0
+    used, why = precision.resolve("auto")
+    has_units = bool(precision.cpu_bf16_flags()) or torch.cuda.is_available()
+    assert (used == "bf16") == (has_units and "does not support" not in why) and why.startswith("auto:")
+    fp, bf = (
+        fresh(tiny_built, tmp_path / "a", "training.precision=fp32"),
+        fresh(tiny_built, tmp_path / "b", "training.precision=bf16"),
     )
-    assert (p.run_dir / "tables" / "04_feature_probe.csv").is_file()
-    assert "probe_eval_accuracy" in capsys.readouterr().out
-    fresh = load_params("tiny", [f"output_root={tmp_path}", f"cache_dir={p.cache_path}"])
-    with pytest.raises(stages.TrainingError, match="has not been trained"):
-        probe.feature_probe(fresh, "hd-0.5")
+    assert not stage_config(fp, "sft", tmp_path / "x").bf16 and stage_config(bf, "sft", tmp_path / "y").bf16
+    h = "0" * 16
+    assert (
+        stages.stage_key(fp, "hd-0.5", "sft", h)["params_hash"]
+        != stages.stage_key(bf, "hd-0.5", "sft", h)["params_hash"]
+    )
+    assert precision.cpu_bf16_flags.__wrapped__("/nonexistent") == ()  # no cpuinfo: no flags, fp32
 
 
 def test_building_the_base_checkpoint_leaves_the_seeded_stream_alone(tmp_path):

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .multiboot import contrast, detectable_effect
+from .design import detectable_effect
+from .multiboot import contrast
 from .recipes import arms_for, conclusion_kind
 from .runs import SeedGroup
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..common.stats import seed_summary
 from . import recipes
+from .aa import aa_calibration
 from .claims import score_claims
 from .runs import Run, SeedGroup, code_line, labels, load_run, relative, seed_groups
 from .uncertainty import CONTROL, MODEL_LEVEL, interval_tables, paired_rows
@@ -164,7 +165,7 @@ def compare(where: list[str | Path], aa: bool = True) -> dict[str, pd.DataFrame]
         ),
     }
     if aa:
-        out["aa_comparisons"], out["aa_summary"] = recipes.aa_calibration(groups)
+        out["aa_comparisons"], out["aa_summary"] = aa_calibration(groups)
     minutes = {g.label: recipes.group_minutes(g) for g in groups}
     out["variance"], out["design"] = recipes.variance_split(groups, minutes)
     out["minutes"] = pd.DataFrame(

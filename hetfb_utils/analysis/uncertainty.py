@@ -161,8 +161,7 @@ def reward_at_chance(params: Params) -> dict[str, dict]:
         n = met.get("eval_pairs", met.get("eval_rows", 0))
         if met.get("eval_accuracy") is None or not n:
             continue
-        k = met.get("eval_correct", int(round(met["eval_accuracy"] * n)))
-        out[v] = proportion(k, n)
+        out[v] = proportion(int(round(met["eval_accuracy"] * n)), n)
     return out
 
 
@@ -174,7 +173,7 @@ def table1_with_intervals(ci: pd.DataFrame, results: list[dict], params: Params)
     """The Markdown Table 1 (cells `value [lo, hi]`, `*` = differs from Base) and its footnote."""
     from ..evaluation.tables import TABLE1_COLUMNS
 
-    chance = reward_at_chance(params) if params.rl.algorithm == "ppo" else {}
+    chance = reward_at_chance(params) if params.rl.algorithm in ("ppo", "rloo") else {}
     rows = []
     for model, g in ci.groupby("model", sort=False):
         g = g.set_index("metric")

@@ -19,19 +19,10 @@ def schema_markdown() -> str:
             ann = f.annotation
             sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
             if name in ("args", "lora"):
-                kind = {"SFTParams": "sft", "RewardParams": "reward", "PPOParams": "ppo", "DPOParams": "dpo"}.get(
-                    model.__name__, ""
-                )
-                target = (
-                    "peft `LoraConfig`"
-                    if name == "lora"
-                    else {
-                        "sft": "trl `SFTConfig`",
-                        "reward": "trl `RewardConfig`",
-                        "ppo": "trl.experimental.ppo `PPOConfig`",
-                        "dpo": "trl `DPOConfig`",
-                    }[kind]
-                )
+                from .configs import config_class
+
+                cls = config_class("lora" if name == "lora" else getattr(model, "KIND", ""))
+                target = f"{cls.__module__.split('.')[0]} `{cls.__name__}`"
                 out.append(f"| `{prefix}{name}` | mapping | {{}} | any field of {target} |")
                 continue
             if sub is not None:

@@ -7,7 +7,7 @@ paired differences, through scipy (no hand-rolled resampling).
   (`scipy.stats.bootstrap(paired=True)`) and a two-sided sign-flip permutation p-value
   (`scipy.stats.permutation_test(permutation_type="samples")`);
 * `proportion` a k-of-n accuracy: Wilson CI and the p-value against chance
-  (`scipy.stats.binomtest`), for the reward model and the feature probe;
+  (`scipy.stats.binomtest`), for the reward models and the label audit;
 * `seed_summary` mean ± sd over training seeds.
 
 Every function is deterministic for its `seed`. Items that are all equal give a zero-width interval

@@ -134,7 +134,7 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
 
     base = next((r for r in results if r["model"] == "Base" and "oasst_gen" in r), None)
     rows = []
-    if params.rl.algorithm != "ppo" or base is None or not base["oasst_gen"]["answers"]:
+    if params.rl.algorithm not in ("ppo", "rloo") or base is None or not base["oasst_gen"]["answers"]:
         return pd.DataFrame(rows)
     tok = load_tokenizer(base_model_path(params))
     prompts = oasst_gen_prompts(tok, data["oasst_ll"], params)

@@ -181,7 +181,8 @@ def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
     P = setup["processes"]
     rows_per_variant, rows_note = variant_rows(params)
     dtype_bytes = 2 if params.model.dtype in ("bfloat16", "float16") else 4
-    stages = ["sft"] + (["reward", "ppo"] if params.rl.algorithm == "ppo" else ["dpo"])
+    rl = {"ppo": ["reward", "ppo"], "rloo": ["reward", "rloo"], "dpo": ["dpo"], "none": []}[params.rl.algorithm]
+    stages = ["sft"] + rl
     out = []
     N = None
     for st in stages:
@@ -192,15 +193,25 @@ def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
         bs, acc = args.per_device_train_batch_size, args.gradient_accumulation_steps
         if st == "ppo":
             seq = params.rl.ppo.max_prompt_length + args.response_length
-            # policy + reward + value (+ a reference copy with several processes, see rl.train_ppo)
+            # policy + reward + value (+ a reference copy with several processes, see rl.ppo_trainer)
             weights = total * (3 + (P > 1))
-            train_params = trainable + total  # LoRA policy + full value model
+            train_params = 2 * trainable  # LoRA policy + LoRA value model (and its score head)
             episodes = [min(args.total_episodes or n, n * args.num_train_epochs) for n in rows_per_variant.values()]
             tokens = sum(episodes) * seq
             per_token = (
                 2 * N * args.response_length / seq  # decoding
                 + 4 * 2 * N  # policy, ref, reward, value forward
                 + args.num_ppo_epochs * (4 * N + 6 * N + (4 * N if ckpt else 0))
+            )
+        elif st == "rloo":
+            seq = params.rl.rloo.max_prompt_length + args.max_completion_length
+            weights, train_params = total * 2, trainable  # policy (reference: adapter disabled) + reward model
+            steps = args.max_steps if args.max_steps and args.max_steps > 0 else 1
+            tokens = steps * args.per_device_train_batch_size * P * len(rows_per_variant) * seq
+            per_token = (
+                2 * N * args.max_completion_length / seq  # decoding
+                + 3 * 2 * N  # policy, reference, reward forward
+                + args.num_iterations * (2 * N + 4 * N + (2 * N if ckpt else 0))
             )
         else:
             seq = args.max_length or 512

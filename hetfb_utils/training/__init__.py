@@ -10,14 +10,12 @@
 | `heldout` | the held-out pairs every reward model is judged on, and the held-out prompts of the RL stage |
 | `rl` | `PPOTrainer` (trl.experimental; LoRA value model) or `RLOOTrainer` against the reward model, or `DPOTrainer`; which adapters make a model |
 | `rl_judge` | held-out reward before / after RL (paired interval), answer length, KL; the per-update held-out curve |
-| `probe` | diagnostic: a linear probe of the reward task on the SFT model's features |
 | `summary` | each stage's final metrics, log history, curves |
 """
 
 from ..common.configs import lora_config
 from ..common.errors import TrainingError
 from .heldout import reward_pool, rl_prompts
-from .probe import feature_probe, feature_probe_table
 from .reward import (
     RewardData,
     finish_reward,
@@ -63,8 +61,6 @@ __all__ = [
     "begin_stage",
     "dpo_config",
     "dpo_trainer",
-    "feature_probe",
-    "feature_probe_table",
     "fig_curves",
     "finish_dpo",
     "finish_policy",
