@@ -81,7 +81,7 @@ def cmd_bench(a) -> None:
     """Speed figures side by side in one run."""
     from .pipeline.bench import run_bench
 
-    run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run)
+    run_bench(a.params, skip_reproduce=a.skip_reproduce, reproduce_run=a.reproduce_run, quick=a.quick)
 
 
 def cmd_plan(a) -> None:
@@ -161,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark -> outputs/bench/bench.json and bench.md")
     b.add_argument("--params", default="params/quickstart.yaml")
     b.add_argument("--skip-reproduce", action="store_true", help="skip the timed cold quickstart")
+    b.add_argument("--quick", action="store_true", help="a check that the bench runs (few pairs and steps)")
     b.add_argument(
         "--reproduce-run",
         default="bench-quickstart",

@@ -123,3 +123,16 @@ def write_mix_files(folder: Path, mirror: Path, n: int = 30) -> dict[str, Path]:
     pairwise = folder / "pairwise.json"
     pairwise.write_text(json.dumps(chat, indent=1))
     return {"numeric": numeric, "pairwise": pairwise}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole notebook chain on params/tiny.yaml, once per session, in its own output and cache (its stages
+    trained there, not read from another test's store): (overrides, manifest, the runner's log lines)."""
+    from hetfb_utils.pipeline.runner import execute
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    over = [f"output_root={root / 'outputs'}", f"cache_dir={root / 'cache'}"]
+    logs: list[str] = []
+    man = execute("params/tiny.yaml", over, log=logs.append)
+    return over, man, logs

@@ -210,3 +210,87 @@ def test_caches_and_markers_are_keyed_by_the_code(tiny, monkeypatch):
     assert evaluation.model_fingerprint(tiny, spec) != fp and runner._stage_key(new_parts) != runner._stage_key(parts)
     assert runner._why(marker, new_parts, False) == "hetfb_utils code changed"
     assert runner._why(tiny.run_dir / "none.json", new_parts, False) == "not run yet"
+
+
+# ----------------------------------------------------------------------------- the benchmark registry
+def test_a_toy_benchmark_registered_in_a_test_appears_in_the_tables(tiny_built):
+    """A benchmark is one module: it declares its items, its scoring and its table, and the evaluation, the plain
+    tables, the intervals and the recipe-level comparisons pick it up (no other module edited)."""
+    from hetfb_utils import evaluation
+    from hetfb_utils.analysis import uncertainty
+    from hetfb_utils.evaluation.registry import Benchmark, item_tables, register, unregister
+    from hetfb_utils.models.scoring import score_continuations
+
+    p = tiny_built[0]
+
+    def score(model, tok, items, params):  # the model's log-probability of " yes" after each question
+        lp = score_continuations(model, tok, [(q, " yes") for q in items], 4)
+        return {"mean_logprob": float(lp.mean()), "items": {"id": list(items), "logprob": lp.tolist()}}
+
+    register(
+        Benchmark(
+            "toy",
+            load=lambda params: [f"Is {w} a colour?" for w in ("red", "blue", "seven", "chair", "green", "nine")],
+            score=score,
+            title="toy: log p(yes)",
+            table="toy_yes",
+            columns=(("log p(yes)", "logprob", None),),
+        )
+    )
+    try:
+        assert "toy_yes" in item_tables()
+        spec = evaluation.run_models(p)[0]
+        res = evaluation.evaluate_model(p, spec, None, evaluation.ResultCache(p), metrics=["toy", "winobias"])
+        assert res["toy"]["mean_logprob"] < 0 and len(res["toy"]["items"]["logprob"]) == 6
+        assert list(evaluation.other_tables([res])["toy_yes"].columns) == ["model", "mean_logprob"]
+        ci = uncertainty.interval_tables([res], p)["toy_yes"]
+        assert ci.iloc[0]["metric"] == "log p(yes)" and ci.iloc[0]["lo"] <= ci.iloc[0]["value"] <= ci.iloc[0]["hi"]
+    finally:
+        unregister("toy")
+    assert "toy_yes" not in item_tables()
+
+
+# ----------------------------------------------------------------------------- the repository stands alone
+def test_every_reference_in_code_docs_and_notebooks_resolves():
+    """Links in Markdown and notebooks, and repository paths named in code and docs (`docs/…`, `params/…`,
+    `hetfb_utils/…`, `tests/…`, `tools/…`, `notebooks/…`) point at files that exist; nothing points at the
+    steering documents outside the repository (PAPER.md, DESIGN.md, SOURCES.md)."""
+    import re
+
+    root = PKG.parent
+    texts = {p: p.read_text() for p in [*root.glob("*.md"), *(root / "docs").glob("*.md")]}
+    texts.update({p: p.read_text() for p in (root / "notebooks").glob("*.ipynb")})
+    texts.update(
+        {p: p.read_text() for p in [*PKG.rglob("*.py"), *PKG.rglob("*.md"), *(root / "params").glob("*.yaml")]}
+    )
+    bad = []
+    for path, text in texts.items():
+        for name in ("PAPER.md", "DESIGN.md", "SOURCES.md"):
+            if name in text:
+                bad.append(f"{path.relative_to(root)} names {name}, which is not in the repository")
+        links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if path.suffix in (".md", ".ipynb") else []
+        for link in links:  # Markdown links
+            if not link.startswith(("http://", "https://", "mailto:")):
+                base = path.parent if path.suffix in (".md", ".ipynb") else root
+                if not (base / link).exists() and not (root / link).exists():
+                    bad.append(f"{path.relative_to(root)} links {link}")
+        for ref in re.findall(r"(?<![\w/.])((?:docs|params|hetfb_utils|tests|tools|notebooks)/[\w./-]+\.\w+)", text):
+            ref = ref.rstrip(".")
+            if not (root / ref).exists():
+                bad.append(f"{path.relative_to(root)} names {ref}")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_metric_cards_load_as_written():
+    """The `evaluate.load(...)` line of each metric's card loads the metric from the repository."""
+    import re
+
+    import evaluate
+
+    root = PKG.parent
+    for card in (PKG / "evaluation" / "metrics").glob("*/README.md"):
+        calls = re.findall(r"evaluate\.load\(\"([^\"]+)\"", card.read_text())
+        assert calls, card
+        for path in calls:
+            assert (root / path).is_dir(), (card, path)
+            assert evaluate.load(str(root / path)) is not None

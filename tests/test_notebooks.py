@@ -1,4 +1,5 @@
-"""All five notebooks executed by papermill through the runner with params/tiny.yaml."""
+"""Every notebook executed by papermill through the runner with params/tiny.yaml. One finished tiny run is shared
+by the tests that read it (`tiny_run`); the extra mixes stop after the notebooks they assert on."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from hetfb_utils.pipeline.runner import RunFailed, execute
 pytestmark = pytest.mark.notebooks
 
 
-def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
-    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]  # trains here: no other test's stages
-    logs: list[str] = []
-    man = execute("params/tiny.yaml", tiny_overrides, log=logs.append)
+def test_runner_executes_all_notebooks_then_resumes(tiny_run, tmp_path):
+    tiny_overrides, man, logs = tiny_run
+    logs = list(logs)
     p = load_params("tiny", tiny_overrides)
     run = p.run_dir
+    for stage in ("sft", "reward", "ppo"):  # trained by this run, not copied from a stage store
+        assert "reused_from" not in json.loads((run / "models" / "hd-0.5" / stage / "manifest.json").read_text())
     for nb in (
         "01_data_union",
         "02_quality_diversity_selection",
@@ -106,8 +108,12 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_overrides, tmp_path):
         "forward",
         "GFLOP/s",
         f"git {manifest['git']}",
+        f"code {manifest['code']}",
     ):
         assert needle in text, needle
+    assert str(run) not in text  # no machine's absolute path: paths as a reader of the repository sees them
+    b = json.loads((run / "models" / "hd-0.5" / "reward" / "manifest.json").read_text())["metrics"]
+    assert f"{b['eval_accuracy']:.2f}" in text  # a measured number of this run, not a constant
     # an evaluation-only change re-runs only notebook 05 (training is not redone)
     logs.clear()
     execute("params/tiny.yaml", tiny_overrides + ["evaluation.crows_max=4"], log=logs.append)
@@ -158,7 +164,7 @@ def test_notebook_kernels_run_with_transport_encryption(tmp_path):
     assert "without encryption" not in err.read_text()
 
 
-def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
+def test_controls_reuse_stages_and_compare_runs(tiny_run, tmp_path):
     """A controls run after a run trains only its rand-f variants (the rest comes from the stage
     store, the manifests say from which run), `compare` pairs HD-f with rand-f and finds no
     difference between a run and itself, and notebook 06 executes on the two runs."""
@@ -167,8 +173,7 @@ def test_controls_reuse_stages_and_compare_runs(tiny_overrides, tmp_path):
     from hetfb_utils.analysis import comparison as K
     from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
 
-    tiny_overrides = tiny_overrides + [f"cache_dir={tmp_path / 'own-cache'}"]  # a store only these runs fill
-    execute("params/tiny.yaml", tiny_overrides, log=lambda *_: None)
+    tiny_overrides = tiny_run[0]  # the shared run's store: the controls run reuses its stages
     logs: list[str] = []
     controls = tiny_overrides + ["run_name=tiny-controls", "selection.strategies=[quality_diversity,random]"]
     execute("params/tiny.yaml", controls, log=logs.append)
@@ -259,10 +264,17 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     assert list(out["groups"]["k"]) == [2]
     vb = out["recipe_differences"]
     vb = vb[(vb.reference == "Base") & (vb.table == "table1_winobias")]
-    assert len(vb) == 5 and set(vb["conclusion"]) == {f"recipe (2 vs 0 seeds x {vb['items'].iloc[0]} items)"}
+    assert len(vb) == 5 and set(vb["conclusion"]) == {
+        f"recipe, exploratory (2 vs 0 seeds x {vb['items'].iloc[0]} items)"
+    }
     aa = out["aa_summary"].set_index("test")
     assert aa.loc["item-level (one seed vs one seed)", "comparisons"] == 5  # 1 pair x 5 metrics
-    assert set(out["claims"]["verdict"]) <= {"supported", "contradicted", "not distinguishable", "not tested"}
+    assert (
+        aa.loc["recipe vs Base (the sign of each seed's difference from Base flipped in half the seeds)", "comparisons"]
+        == 5
+    )
+    verdicts = {"supported", "contradicted", "not distinguishable", "not tested"}
+    assert {v.split(" (")[0] for v in out["claims"]["verdict"]} <= verdicts
     assert (saved / "table1_recipe.md").is_file() and (saved / "claims.md").is_file()
     from hetfb_utils.analysis.results import README_END, README_START, update_readme
 
@@ -281,7 +293,7 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
         progress_bar=False,
     )
     text = nb.read_text()
-    assert "recipe (2 vs 0 seeds" in text and "A/A" in text
+    assert "recipe, exploratory (2 vs 0 seeds" in text and "A/A" in text
 
 
 MIXES = {
@@ -317,7 +329,8 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         "selection.wino_variant=false",
         "selection.n_clusters=2",
     ]
-    man = execute("params/tiny.yaml", over, log=lambda *_: None)
+    only = None if mix == "numeric-and-pairwise" else ["data", "selection"]  # one mix runs the whole chain
+    man = execute("params/tiny.yaml", over, only=only, log=lambda *_: None)
     assert all(s["status"] == "done" for s in man["stages"].values()), man["stages"]
     run = load_params("tiny", over).run_dir
     nb01 = (run / "notebooks" / "01_data_union.ipynb").read_text()
@@ -325,5 +338,7 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         assert "no scored source (`oasst` or `numeric`)" in nb01
     if mix == "numeric-and-pairwise":
         assert "[scored] prompt:" in nb01 and "no winogrande / winobias source" in nb01
-    t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
-    assert list(t1["model"]) == ["Base", "HD-1.0-S", "HD-1.0-R"]
+    if only is None:
+        t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
+        assert list(t1["model"]) == ["Base", "HD-1.0-S", "HD-1.0-R"]
+        assert (run / "notebooks" / "04_reward_model_ppo.ipynb").is_file()

@@ -1,5 +1,5 @@
 """Where the kit's inputs live: the local data mirror (`data.data_dir` or `$HETFB_DATA_DIR`, in the layout
-of shared/data) and the files in it."""
+of docs/data.md) and the files in it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def data_dir(params=None) -> Path | None:
     if not p.is_dir():
         raise DataError(
             f"data mirror directory '{d}' (from data.data_dir or HETFB_DATA_DIR) does "
-            "not exist. Point HETFB_DATA_DIR at a mirror in the layout of shared/data "
+            "not exist. Point HETFB_DATA_DIR at a mirror in the layout of docs/data.md "
             "(e.g. export HETFB_DATA_DIR=../shared/data), or unset it to load from the "
             "Hugging Face Hub (needs network)."
         )
@@ -34,7 +34,7 @@ def mirror_file(root: Path, rel: str) -> Path:
         present = sorted(str(x.relative_to(root)) for x in root.rglob("*") if x.is_file())[:20]
         raise DataError(
             f"'{rel}' not found in the data mirror {root}. The mirror must have the "
-            f"layout of shared/data (see shared/data/SOURCES.md). Present: "
+            f"layout docs/data.md describes. Present: "
             f"{present or 'nothing'}. Fix HETFB_DATA_DIR / data.data_dir, or unset it "
             "to load from the Hub (needs network)."
         )

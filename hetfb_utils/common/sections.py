@@ -78,7 +78,7 @@ class SourceSpec(_Strict):
 class DataParams(_Strict):
     data_dir: str | None = Field(
         None,
-        description="Local mirror in the layout of shared/data. "
+        description="Local mirror in the layout of docs/data.md. "
         "null = $HETFB_DATA_DIR; if neither is set, load from the Hub/URLs.",
     )
     language: str | None = Field(

@@ -1,5 +1,5 @@
 """Reading raw data, wherever it lives: the local mirror (``HETFB_DATA_DIR``, layout of
-``shared/data``), a file given in params, the Hub, or a canonical URL. Bad rows are skipped and
+``docs/data.md``), a file given in params, the Hub, or a canonical URL. Bad rows are skipped and
 counted by reason (`Drops`); files that cannot be read at all are one `DataError` naming the file,
 what was expected and the fix.
 """
@@ -122,7 +122,7 @@ def read_text_lines(path_or_url: str | Path) -> list[str]:
         except OSError as e:
             raise DataError(
                 f"could not download {s}: {e}. Offline? Set HETFB_DATA_DIR to a local "
-                "mirror in the layout of shared/data."
+                "mirror in the layout of docs/data.md."
             ) from None
     try:
         return Path(s).read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not data
@@ -212,7 +212,7 @@ def hub_rows(dataset_id: str, config: str | None, split: str) -> list[dict]:
         raise DataError(
             f"could not load Hub dataset '{dataset_id}' (config={config}, split={split}): "
             f"{type(e).__name__}: {str(e)[:200]}. Offline? Set HETFB_DATA_DIR to a local "
-            "mirror in the layout of shared/data (export HETFB_DATA_DIR=../shared/data)."
+            "mirror in the layout of docs/data.md (export HETFB_DATA_DIR=../shared/data)."
         ) from None
     return [dict(r) for r in ds]
 

@@ -1,6 +1,6 @@
 """Stage 1: load every source, convert it to one binary-preference format, take the union.
 
-Unified row (DESIGN.md data contract)::
+Unified row::
 
     prompt, context, chosen, rejected, source, supervision, quality, prompt_id, label, n_responses
 
@@ -10,7 +10,7 @@ score). Conversions follow the paper (App. A.2): numerical -> ordinal (sort by t
 binary (best vs worst response of the prompt).
 
 Each raw format has one parser that takes an iterable of raw rows (dicts) or lines, whatever the
-location: the local mirror (``HETFB_DATA_DIR``, layout of ``shared/data``) or the Hub / canonical
+location: the local mirror (``HETFB_DATA_DIR``, layout of ``docs/data.md``) or the Hub / canonical
 URLs. Bad rows are skipped and counted by reason (``Drops``), never silently lost.
 """
 

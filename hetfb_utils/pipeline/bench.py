@@ -2,7 +2,8 @@
 
 1. scorer: the kit's batched scorer vs the authors' approach (one forward pass per continuation
    token, batch size 1) on the same model and the same 100 WinoBias pairs; max |Δ log p|;
-2. SFT throughput of the base model vs its forward-pass FLOP rate measured in the same run;
+2. training steps side by side: SFT and the reward model in fp32 and bf16 (the bf16/fp32 ratios), SFT with
+   activation checkpointing, the forward pass in fp32 and under bf16 autocast; `training.precision: auto`'s choice;
 3. stages 1-2 (union + selection): quickstart cold/warm, and all mirror rows cold/warm;
 4. the quickstart reproduction (all notebooks): wall time and peak memory per stage.
 """
@@ -88,67 +89,93 @@ def bench_scorer(params, n_pairs: int = 100) -> dict:
     }
 
 
-def bench_sft_throughput(params, steps: int = 6, batch: int = 4, seq: int = 128) -> dict:
-    """Forward FLOP rate (2N per token) and LoRA-SFT FLOP rate (4N per token: forward + the
-    activation backward; LoRA weight gradients are negligible) at the same batch shape."""
+def _step_seconds(trainer) -> float:
+    """Mean seconds per optimizer step of `trainer.train()`, the first (warm-up) step left out."""
+    from transformers import TrainerCallback
+
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter() - self.t)
+
+    trainer.add_callback(Clock())
+    trainer.train()
+    return sum(times[1:]) / max(1, len(times) - 1)
+
+
+def bench_training_steps(params, steps: int = 5, batch: int = 4, seq: int = 128) -> dict:
+    """Seconds per LoRA training step at one batch shape, side by side in one run: SFT in fp32, SFT in bf16
+    (mixed precision: TRL's `bf16=True`, autocast), SFT with activation checkpointing (TRL's default, which the kit
+    turns off on a CPU), the reward model (`RewardTrainer`) in fp32 and in bf16; and the forward pass in fp32 and
+    under bf16 autocast. The ratios are what to quote (the machine's speed drifts between runs)."""
+    import torch
     from datasets import Dataset
-    from trl import SFTTrainer
+    from trl import RewardTrainer, SFTTrainer
 
     from ..common.configs import lora_config, stage_config
-    from ..models.loading import base_model_path, forward_flop_rate, load_causal_lm, load_tokenizer
+    from ..common.precision import resolve
+    from ..models.loading import base_model_path, forward_flop_rate, load_causal_lm, load_reward_model, load_tokenizer
 
-    fwd = forward_flop_rate(params, batch, seq)
-    n, fwd_flops = fwd["params_matmul"], fwd["forward_gflops"] * 1e9
     path = base_model_path(params)
-    model, tok = load_causal_lm(params, path=path), load_tokenizer(path)
+    tok = load_tokenizer(path)
     text = " ".join(["the developer argued with the designer because she did not like the design"] * 40)
-    word_ids = tok(text, add_special_tokens=False).input_ids[: seq - 2]
-    body = tok.decode(word_ids)
-    rows = [{"prompt": "", "completion": body}] * (batch * (steps + 2))
+    body = tok.decode(tok(text, add_special_tokens=False).input_ids[: seq - 2])
+    half = tok.decode(tok(text, add_special_tokens=False).input_ids[: seq // 2 - 2])
+    other = tok.decode(tok(text.replace("she", "he"), add_special_tokens=False).input_ids[: seq // 2 - 2])
+    sft_rows = Dataset.from_list([{"prompt": "", "completion": body}] * (batch * (steps + 2)))
+    rm_rows = Dataset.from_list([{"chosen": half, "rejected": other}] * (batch * (steps + 2)))
+    out: dict = {"batch": batch, "seq": seq, "steps": steps}
+    common = dict(max_steps=steps + 1, per_device_train_batch_size=batch, save_strategy="no", disable_tqdm=True)
     with tempfile.TemporaryDirectory() as d:
-        args = stage_config(
-            params,
-            "sft",
-            Path(d),
-            max_steps=steps + 1,
-            per_device_train_batch_size=batch,
-            max_length=seq,
-            save_strategy="no",
-            logging_steps=1,
-            completion_only_loss=False,
-            disable_tqdm=True,
-        )
-        times: list[float] = []
-        from transformers import TrainerCallback
-
-        class Clock(TrainerCallback):
-            def on_step_begin(self, *a, **k):
-                self.t = time.perf_counter()
-
-            def on_step_end(self, *a, **k):
-                times.append(time.perf_counter() - self.t)
-
-        tr = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tok,
-            peft_config=lora_config(params, "sft", "CAUSAL_LM"),
-            callbacks=[Clock()],
-        )
-        tr.train()
-    step = sum(times[1:]) / max(1, len(times) - 1)  # first step excluded (warm-up)
-    tok_s = batch * seq / step
-    return {
-        "params_matmul": n,
-        "batch": batch,
-        "seq": seq,
-        "forward_gflops": fwd["forward_gflops"],
-        "sft_step_seconds": round(step, 3),
-        "sft_tokens_per_s": round(tok_s, 1),
-        "sft_gflops_4N": round(4 * n * tok_s / 1e9, 1),
-        "sft_vs_forward_flop_rate": round(4 * n * tok_s / fwd_flops, 3),
-    }
+        for label, extra in (
+            ("sft_fp32", {"bf16": False}),
+            ("sft_bf16", {"bf16": True}),
+            ("sft_fp32_checkpointing", {"bf16": False, "activation_checkpointing": True}),
+        ):
+            args = stage_config(
+                params, "sft", Path(d) / label, max_length=seq, completion_only_loss=False, **common, **extra
+            )
+            tr = SFTTrainer(
+                model=load_causal_lm(params, path=path),
+                args=args,
+                train_dataset=sft_rows,
+                processing_class=tok,
+                peft_config=lora_config(params, "sft", "CAUSAL_LM"),
+            )
+            out[label] = round(_step_seconds(tr), 3)
+        for label, bf16 in (("reward_fp32", False), ("reward_bf16", True)):
+            args = stage_config(params, "reward", Path(d) / label, max_length=seq, bf16=bf16, **common)
+            tr = RewardTrainer(
+                model=load_reward_model(params, None),
+                args=args,
+                train_dataset=rm_rows,
+                processing_class=tok,
+                peft_config=lora_config(params, "reward", "SEQ_CLS"),
+            )
+            out[label] = round(_step_seconds(tr), 3)
+    fp32 = forward_flop_rate(params, batch, seq)
+    with torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16):
+        bf16 = forward_flop_rate(params, batch, seq)
+    out.update(
+        {
+            "forward_gflops_fp32": fp32["forward_gflops"],
+            "forward_gflops_bf16": bf16["forward_gflops"],
+            "forward_bf16_speedup": round(bf16["forward_gflops"] / fp32["forward_gflops"], 2),
+            "sft_bf16_speedup": round(out["sft_fp32"] / out["sft_bf16"], 2),
+            "reward_bf16_speedup": round(out["reward_fp32"] / out["reward_bf16"], 2),
+            "sft_checkpointing_cost": round(out["sft_fp32_checkpointing"] / out["sft_fp32"], 2),
+            "auto": resolve("auto")[0],
+            "auto_why": resolve("auto")[1],
+        }
+    )
+    n = fp32["params_matmul"]
+    out["sft_fp32_gflops_4N"] = round(4 * n * batch * seq / out["sft_fp32"] / 1e9, 1)
+    out["sft_vs_forward_flop_rate"] = round(out["sft_fp32_gflops_4N"] / fp32["forward_gflops"], 3)
+    return out
 
 
 def bench_stages12(params_file: str, overrides: list[str]) -> dict:
@@ -168,8 +195,13 @@ def bench_stages12(params_file: str, overrides: list[str]) -> dict:
 
 
 def run_bench(
-    params_file: str = "params/quickstart.yaml", skip_reproduce: bool = False, reproduce_run: str = "bench-quickstart"
+    params_file: str = "params/quickstart.yaml",
+    skip_reproduce: bool = False,
+    reproduce_run: str = "bench-quickstart",
+    quick: bool = False,
 ) -> dict:
+    """Every figure side by side in one run -> outputs/bench/bench.{json,md}. `quick`: 10 scorer pairs, 2 training
+    steps, the quickstart's stages 1-2 only (a check that the bench runs, not figures to quote)."""
     from ..common.progress import quiet_library_bars
     from ..common.report import atomic_write_json, atomic_write_text, package_versions
 
@@ -183,16 +215,19 @@ def run_bench(
         "packages": package_versions(),
     }
     print("1/4 scorer vs per-token reference ...", flush=True)
-    res["scorer"] = bench_scorer(params)
+    res["scorer"] = bench_scorer(params, n_pairs=10 if quick else 100)
     print(f"    {res['scorer']}", flush=True)
-    print("2/4 SFT throughput vs forward FLOP rate ...", flush=True)
-    res["sft_throughput"] = bench_sft_throughput(params)
-    print(f"    {res['sft_throughput']}", flush=True)
+    print(
+        "2/4 training steps: fp32 vs bf16 (SFT, reward model), activation checkpointing, forward pass ...", flush=True
+    )
+    res["precision"] = bench_training_steps(params, steps=2 if quick else 5)
+    print(f"    {res['precision']}", flush=True)
     print("3/4 stages 1-2 (quickstart, all mirror rows), cold and warm ...", flush=True)
     res["stages12_quickstart"] = bench_stages12(params_file, [])
-    full = ["data.sources.0.split=train_l", "data.sources.2.max_rows=null"]
-    res["stages12_all_mirror_rows"] = bench_stages12(params_file, full)
-    print(f"    {res['stages12_quickstart']} / {res['stages12_all_mirror_rows']}", flush=True)
+    if not quick:
+        full = ["data.sources.winogrande.split=train_l", "data.sources.winobias.max_rows=null"]
+        res["stages12_all_mirror_rows"] = bench_stages12(params_file, full)
+    print(f"    {res['stages12_quickstart']} / {res.get('stages12_all_mirror_rows')}", flush=True)
     if not skip_reproduce:
         print(f"4/4 quickstart reproduction (cold: run '{reproduce_run}' deleted first) ...", flush=True)
         from .runner import execute
@@ -238,7 +273,7 @@ def run_bench(
 
 
 def bench_markdown(r: dict) -> str:
-    s, t = r["scorer"], r["sft_throughput"]
+    s, t = r["scorer"], r["precision"]
     lines = [
         f"# hetfb benchmark ({r['model']}, {r['cpu_count']} CPUs, torch {r['packages'].get('torch')})",
         "",
@@ -247,11 +282,18 @@ def bench_markdown(r: dict) -> str:
         f"| scorer, {s['pairs']} WinoBias pairs ({s['continuations']} continuations) | kit {s['kit_seconds']} s vs "
         f"per-token reference {s['reference_seconds']} s: **{s['speedup']}x**, max abs diff log p "
         f"{s['max_abs_diff_logprob']:.2e} |",
-        f"| forward FLOP rate (batch {t['batch']}x{t['seq']}) | {t['forward_gflops']} GFLOP/s |",
-        f"| LoRA SFT | {t['sft_tokens_per_s']} tokens/s = {t['sft_gflops_4N']} GFLOP/s (4N/token): "
-        f"**{100 * t['sft_vs_forward_flop_rate']:.0f}%** of the forward rate |",
+        f"| forward pass (batch {t['batch']}x{t['seq']}) | fp32 {t['forward_gflops_fp32']} GFLOP/s, bf16 autocast "
+        f"{t['forward_gflops_bf16']} GFLOP/s: **{t['forward_bf16_speedup']}x** |",
+        f"| LoRA SFT step | fp32 {t['sft_fp32']} s, bf16 {t['sft_bf16']} s: **{t['sft_bf16_speedup']}x**; fp32 = "
+        f"{t['sft_fp32_gflops_4N']} GFLOP/s (4N/token), "
+        f"{100 * t['sft_vs_forward_flop_rate']:.0f}% of the forward rate |",
+        f"| reward model step (RewardTrainer + LoRA) | fp32 {t['reward_fp32']} s, bf16 {t['reward_bf16']} s: "
+        f"**{t['reward_bf16_speedup']}x** |",
+        f"| activation checkpointing (TRL's default; off on CPU) | SFT step {t['sft_fp32_checkpointing']} s: "
+        f"**{t['sft_checkpointing_cost']}x** the step without it |",
+        f"| `training.precision: auto` here | **{t['auto']}** ({t['auto_why']}) |",
     ]
-    for k in ("stages12_quickstart", "stages12_all_mirror_rows"):
+    for k in [k for k in ("stages12_quickstart", "stages12_all_mirror_rows") if k in r]:
         v = r[k]
         lines.append(
             f"| stages 1-2, {k.split('_', 1)[1].replace('_', ' ')} ({v['prompts']} prompts) | "

@@ -29,7 +29,7 @@ METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
 
 @functools.cache
 def metric(name: str):
-    """The kit's Hugging Face `evaluate` module `hetfb_utils/metrics/<name>`, loaded offline once
+    """The kit's Hugging Face `evaluate` module `hetfb_utils/evaluation/metrics/<name>`, loaded offline once
     (a local directory: `evaluate.load` reads the script beside its model card)."""
     import evaluate
 

@@ -47,7 +47,7 @@ def winobias_metrics(
     pro_ref, anti_ref, pro_cluster, anti_cluster, logp_pro, logp_anti, pro_correct, anti_correct, per_pair: bool = False
 ) -> dict:
     """Table-1 metrics from per-pair inputs (arrays over pairs; logp_* are [N, V] log-distributions),
-    computed by the `winobias` evaluate module (`hetfb_utils/metrics/winobias`); `per_pair` adds
+    computed by the `winobias` evaluate module (`hetfb_utils/evaluation/metrics/winobias`); `per_pair` adds
     each metric's value per pair."""
     return metric("winobias").compute(
         pro_logprob=np.asarray(pro_ref, dtype=np.float64),

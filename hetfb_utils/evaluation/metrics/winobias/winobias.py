@@ -1,7 +1,7 @@
 """WinoBias gender-bias metrics of Aponte et al. (2024), Table 1, as a Hugging Face `evaluate` module.
 
     import evaluate
-    wb = evaluate.load("path/to/hetfb_utils/metrics/winobias")   # a local directory: works offline
+    wb = evaluate.load("hetfb_utils/evaluation/metrics/winobias")   # a local directory: works offline
     wb.compute(pro_logprob=[...], anti_logprob=[...], pro_cluster_logprob=[...],
                anti_cluster_logprob=[...], pro_next_logprobs=[[...], ...],
                anti_next_logprobs=[[...], ...], pro_correct=[...], anti_correct=[...])

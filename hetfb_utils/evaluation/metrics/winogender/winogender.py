@@ -1,7 +1,7 @@
 """WinoGender (Rudinger et al. 2018) gender-bias metrics, as a Hugging Face `evaluate` module.
 
     import evaluate
-    wg = evaluate.load("path/to/hetfb_utils/metrics/winogender")   # a local directory: works offline
+    wg = evaluate.load("hetfb_utils/evaluation/metrics/winogender")   # a local directory: works offline
     wg.compute(sentid=[...], occupation=[...], participant=[...], template=[...], gender=[...],
                answer=[...], logp_occupation=[...], logp_participant=[...], next_logprobs=[[...], ...],
                bls_pct_female={"technician": 23.7, ...})
