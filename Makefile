@@ -46,10 +46,10 @@ results: setup
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 
-## lint and format check (ruff, line length 120); `make quality ARGS=--fix` mends what ruff can
+## lint and format check (ruff, line length 120) of the package, tests, tools and notebooks; `make quality ARGS=--fix` mends what ruff can
 quality: setup
-	$(BIN)/ruff check hetfb_utils tests tools $(ARGS)
-	$(BIN)/ruff format --check hetfb_utils tests tools
+	$(BIN)/ruff check hetfb_utils tests tools notebooks $(ARGS)
+	$(BIN)/ruff format --check hetfb_utils tests tools notebooks
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not notebooks" $(ARGS)

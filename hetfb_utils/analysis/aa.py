@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..common.stats import paired, proportion, real_difference, seed_for
 from .multiboot import Arm, contrast
-from .recipes import _arms, _metrics
+from .recipes import group_arms, table_metrics
 from .runs import SeedGroup
 
 AA_TESTS = {
@@ -67,10 +67,10 @@ def aa_calibration(
         if g.k < 2:
             continue
         trained = [m for m in g.runs[0].models() if m != "Base" and all(m in r.models() for r in g.runs)]
-        for table, key, col, num, den in _metrics():
+        for table, key, col, num, den in table_metrics():
             if table not in tables or den:
                 continue
-            arms = {m: _arms([(g, m)], key, num, None) for m in trained + ["Base"]}
+            arms = {m: group_arms([(g, m)], key, num, None) for m in trained + ["Base"]}
             arms = {m: a[0] for m, a in arms.items() if a}
             for m in [m for m in trained if m in arms]:
                 rows += _aa_one_recipe(g, m, col, arms[m], seed)

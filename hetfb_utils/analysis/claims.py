@@ -36,6 +36,9 @@ ALPHA = 0.05
 
 @dataclass(frozen=True)
 class Claim:
+    """One claim of the paper: the comparisons that test it (the paper's own evidence first), the metric, the claimed
+    direction and, for "not worse" claims, the margin."""
+
     id: str
     text: str
     source: str
@@ -178,51 +181,67 @@ def _find(groups: list[SeedGroup], claim: Claim):
     return None
 
 
+COLUMNS = [
+    "id",
+    "claim",
+    "source",
+    "comparison",
+    "tests",
+    "metric",
+    "expected",
+    "verdict",
+    "estimate",
+    "lo",
+    "hi",
+    "p",
+    "p_holm",
+    "group",
+    "conclusion",
+    "detectable_80",
+]
+
+
+def _test_claim(c: Claim, groups: list[SeedGroup], seed: int) -> dict:
+    """One claim's comparison (the first the runs hold), its interval and its two one-sided p-values (`_p_sup`:
+    the truth in the claimed direction; `_p_con`: in the opposite one), or the row of an untested claim."""
+    from ..common.stats import seed_for
+
+    base = {"id": c.id, "claim": c.text, "source": c.source, "metric": c.metric}
+    base["expected"] = c.expect + (f", margin {c.margin:g}" if c.margin else "")
+    hit = _find(groups, c)
+    if hit is None:
+        wanted = " or ".join(f"{m} − {r}" for m, r in c.comparisons)
+        return {**base, "verdict": "not tested", "comparison": wanted, "conclusion": "not in these runs"}
+    g, model, ref = hit
+    null = -c.good * c.margin  # "not worse by more than m": the boundary is -m in the claimed direction
+    r = contrast(arms_for(g, model, ref, metric=c.metric), [1.0, -1.0], null=null, seed=seed_for(seed, "claim", c.id))
+    p_sup, p_con = (r["p_greater"], r["p_less"]) if c.good > 0 else (r["p_less"], r["p_greater"])
+    tests = "the paper's comparison" if c.paper_has else "the kit's own comparison (the paper ran none)"
+    if (model, ref) != c.comparisons[0]:
+        tests = f"not the paper's {c.comparisons[0][0]} − {c.comparisons[0][1]} (not in these runs)"
+    return {
+        **base,
+        "comparison": f"{model} − {ref}",
+        "tests": tests,
+        "estimate": r["estimate"],
+        "lo": r["lo"],
+        "hi": r["hi"],
+        "p": min(1.0, 2 * min(p_sup, p_con)),
+        "_p_sup": p_sup,
+        "_p_con": p_con,
+        "group": g.label,
+        "conclusion": conclusion_kind(r["seeds"], r["items"]),
+        "detectable_80": detectable_effect(r["se"], r["df"]),
+    }
+
+
 def score_claims(groups: list[SeedGroup], claims: list[Claim] = CLAIMS, seed: int = 0) -> pd.DataFrame:
     """Each claim with its verdict: the interval of (model - reference), the raw and Holm-adjusted p of the
     claim's test, the kind of evidence, whether it is the paper's own comparison, and the smallest effect the
     design detects at 80 % power."""
-    from ..common.stats import seed_for
-
-    rows, tested = [], []
-    for c in claims:
-        base = {"id": c.id, "claim": c.text, "source": c.source, "metric": c.metric}
-        base["expected"] = c.expect + (f", margin {c.margin:g}" if c.margin else "")
-        hit = _find(groups, c)
-        if hit is None:
-            wanted = " or ".join(f"{m} − {r}" for m, r in c.comparisons)
-            rows.append({**base, "verdict": "not tested", "comparison": wanted, "conclusion": "not in these runs"})
-            continue
-        g, model, ref = hit
-        arms = arms_for(g, model, ref, metric=c.metric)
-        null = -c.good * c.margin  # "not worse by more than m": the boundary is -m in the claimed direction
-        r = contrast(arms, [1.0, -1.0], null=null, seed=seed_for(seed, "claim", c.id, g.label))
-        # one-sided p-values of "the truth lies in the claimed direction" and of "in the opposite one"
-        p_sup, p_con = (r["p_greater"], r["p_less"]) if c.good > 0 else (r["p_less"], r["p_greater"])
-        paper = (model, ref) == c.comparisons[0] and c.paper_has
-        tests = "the paper's comparison" if paper else "the kit's own comparison (the paper ran none)"
-        if (model, ref) != c.comparisons[0]:
-            tests = f"not the paper's {c.comparisons[0][0]} − {c.comparisons[0][1]} (not in these runs)"
-        kind = conclusion_kind(r["seeds"], r["items"])
-        rows.append(
-            {
-                **base,
-                "comparison": f"{model} − {ref}",
-                "tests": tests,
-                "estimate": r["estimate"],
-                "lo": r["lo"],
-                "hi": r["hi"],
-                "p": min(1.0, 2 * min(p_sup, p_con)),
-                "_p_sup": p_sup,
-                "_p_con": p_con,
-                "group": g.label,
-                "conclusion": kind,
-                "detectable_80": detectable_effect(r["se"], r["df"]),
-            }
-        )
-        tested.append(len(rows) - 1)
-    adj = holm([rows[i]["p"] for i in tested]) if tested else []
-    for i, p_adj in zip(tested, adj):
+    rows = [_test_claim(c, groups, seed) for c in claims]
+    tested = [i for i, r in enumerate(rows) if "_p_sup" in r]
+    for i, p_adj in zip(tested, holm([rows[i]["p"] for i in tested]) if tested else []):
         row = rows[i]
         v = verdict(p_adj, row.pop("_p_sup"), row.pop("_p_con"))
         if v != "not distinguishable":
@@ -231,23 +250,5 @@ def score_claims(groups: list[SeedGroup], claims: list[Claim] = CLAIMS, seed: in
             elif not row["conclusion"].startswith("recipe"):
                 v += " (one trained model)"
         row.update({"p_holm": float(p_adj), "verdict": v})
-    cols = [
-        "id",
-        "claim",
-        "source",
-        "comparison",
-        "tests",
-        "metric",
-        "expected",
-        "verdict",
-        "estimate",
-        "lo",
-        "hi",
-        "p",
-        "p_holm",
-        "group",
-        "conclusion",
-        "detectable_80",
-    ]
     df = pd.DataFrame(rows)
-    return df[[c for c in cols if c in df.columns]]
+    return df[[c for c in COLUMNS if c in df.columns]]

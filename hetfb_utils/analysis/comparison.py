@@ -290,6 +290,7 @@ def save_comparison(out: dict[str, pd.DataFrame], where: list[str | Path], out_d
 
 
 def default_out_dir(runs: list[Run], groups: list[SeedGroup] | None = None) -> Path:
+    """`<output_root>/compare/<group names>`: where `compare` writes when no `--out` is given."""
     names = [g.label + (f"-{g.k}seeds" if g.k > 1 else "") for g in (groups or seed_groups(runs))]
     return runs[0].dir.parent / "compare" / "_vs_".join(dict.fromkeys(names))
 

@@ -58,7 +58,7 @@ def conclusion_kind(seeds: list[int], items: int) -> str:
     return f"recipe ({design})"
 
 
-def _arms(group_models: list[tuple[SeedGroup, str]], key: str, num: str, den: str | None) -> list[Arm] | None:
+def group_arms(group_models: list[tuple[SeedGroup, str]], key: str, num: str, den: str | None) -> list[Arm] | None:
     """The arms of one comparison on the items every run of every arm scored (None when a model is missing)."""
     frames = []
     for g, model in group_models:
@@ -98,7 +98,7 @@ def arms_for(
     """The arms of `model` (and `reference`) of a group on one metric, on the items every run scored."""
     key, cols = item_tables()[table]
     num, den = next((n, d) for c, n, d in cols if c == metric)
-    return _arms([(group, model)] + ([(group, reference)] if reference else []), key, num, den)
+    return group_arms([(group, model)] + ([(group, reference)] if reference else []), key, num, den)
 
 
 def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: int, **labels) -> dict:
@@ -117,7 +117,8 @@ def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: i
     }
 
 
-def _metrics():
+def table_metrics():
+    """Every (table, result key, column, per-item numerator, denominator) of the registered benchmarks."""
     for table, (key, cols) in item_tables().items():
         for col, num, den in cols:
             yield table, key, col, num, den
@@ -128,9 +129,9 @@ def recipe_table(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
     rows = []
     for g in groups:
         models = g.models()
-        for table, key, col, num, den in _metrics():
+        for table, key, col, num, den in table_metrics():
             for m in models:
-                arms = _arms([(g, m)], key, num, den)
+                arms = group_arms([(g, m)], key, num, den)
                 if arms:
                     rows.append(
                         _row(
@@ -176,8 +177,8 @@ def recipe_differences(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
         shared = [m for m in g.models() if all(m in r.models() for r in first.runs)]
         jobs += [((g, m), (first, m), "across groups") for m in shared]
     for (ga, a), (gb, b), kind in jobs:
-        for table, key, col, num, den in _metrics():
-            arms = _arms([(ga, a), (gb, b)], key, num, den)
+        for table, key, col, num, den in table_metrics():
+            arms = group_arms([(ga, a), (gb, b)], key, num, den)
             if arms:
                 rows.append(
                     _row(
@@ -197,6 +198,48 @@ def recipe_differences(groups: list[SeedGroup], seed: int = 0) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- where the variance comes from
+def _variance_rows(g: SeedGroup, table: str, col: str, a: str, b: str, diff: np.ndarray) -> dict:
+    """The variance components of one comparison's per-seed differences and each source's share at this design."""
+    comp = variance_components(diff)
+    parts = terms([Arm(diff)], [1.0]).parts()  # the shares `contrast` reports, one definition
+    total = sum(parts.values())
+    k, n = diff.shape
+    return {
+        "group": g.label,
+        "table": table,
+        "metric": col,
+        "model": a,
+        "reference": b,
+        "seeds": k,
+        "items": n,
+        "var_seed": comp["seed"],
+        "var_seed_upper80": comp["seed_upper"],
+        "var_item": comp["item"],
+        "var_residual": comp["residual"],
+        "share_seeds": parts["seeds"] / total if total else float("nan"),
+        "share_items": (parts["items"] + parts["residual"]) / total if total else float("nan"),
+        "_components": comp,
+    }
+
+
+def _design_rows(row: dict, effect: float, minutes: tuple[float, float]) -> list[dict]:
+    """The design of one comparison for `effect`: seeds per arm at several item counts, planned with the seed
+    variance's estimate and with its 80 % upper bound, and their cost in minutes."""
+    comp, b = row["_components"], row["reference"]
+    train_min, eval_min = minutes
+    kw = dict(
+        items=sorted({*ITEM_GRID, row["items"]}),
+        minutes_per_seed=train_min * (1 if b == "Base" else 2),
+        minutes_per_item_and_seed=eval_min * (1 if b == "Base" else 2),
+    )
+    upper = design([comp], effect, seed_key="seed_upper", **kw)
+    labels = {k: row[k] for k in ("group", "metric", "model", "reference")}
+    return [
+        {**labels, **d, "seeds_per_arm_upper80": u["seeds_per_arm"], "minutes_upper80": u.get("minutes")}
+        for d, u in zip(design([comp], effect, **kw), upper)
+    ]
+
+
 def variance_split(
     groups: list[SeedGroup],
     minutes: dict | None = None,
@@ -214,58 +257,19 @@ def variance_split(
     for g in groups:
         if g.k < 2:
             continue
-        models = g.models()
-        pairs = [(a, b) for a, b, kind in comparison_pairs(models) if kind in ("vs Base", "control vs selection")]
-        for table, key, col, num, den in _metrics():
+        pairs = [(a, b) for a, b, kind in comparison_pairs(g.models()) if kind in ("vs Base", "control vs selection")]
+        for table, key, col, num, den in table_metrics():
             if table not in tables or den:
                 continue
             for a, b in pairs:
-                arms = _arms([(g, a), (g, b)], key, num, den)
+                arms = group_arms([(g, a), (g, b)], key, num, den)
                 if not arms:
                     continue
-                diff = arms[0].values - arms[1].values  # Base is one row: broadcast
-                comp = variance_components(diff)
-                parts = terms([Arm(diff)], [1.0]).parts()  # the shares `contrast` reports, one definition
-                total = sum(parts.values())
-                k, n = diff.shape
-                split_rows.append(
-                    {
-                        "group": g.label,
-                        "table": table,
-                        "metric": col,
-                        "model": a,
-                        "reference": b,
-                        "seeds": k,
-                        "items": n,
-                        "var_seed": comp["seed"],
-                        "var_seed_upper80": comp["seed_upper"],
-                        "var_item": comp["item"],
-                        "var_residual": comp["residual"],
-                        "share_seeds": parts["seeds"] / total if total else float("nan"),
-                        "share_items": (parts["items"] + parts["residual"]) / total if total else float("nan"),
-                    }
-                )
-                if col not in effects:
-                    continue
-                train_min, eval_min = (minutes or {}).get(g.label, (0.0, 0.0))
-                kw = dict(
-                    items=sorted({*ITEM_GRID, n}),
-                    minutes_per_seed=train_min * (1 if b == "Base" else 2),
-                    minutes_per_item_and_seed=eval_min * (1 if b == "Base" else 2),
-                )
-                upper = design([comp], effects[col], seed_key="seed_upper", **kw)
-                for row, up in zip(design([comp], effects[col], **kw), upper):
-                    design_rows.append(
-                        {
-                            "group": g.label,
-                            "metric": col,
-                            "model": a,
-                            "reference": b,
-                            **row,
-                            "seeds_per_arm_upper80": up["seeds_per_arm"],
-                            "minutes_upper80": up.get("minutes"),
-                        }
-                    )
+                row = _variance_rows(g, table, col, a, b, arms[0].values - arms[1].values)  # Base: one row
+                if col in effects:
+                    design_rows += _design_rows(row, effects[col], (minutes or {}).get(g.label, (0.0, 0.0)))
+                row.pop("_components")
+                split_rows.append(row)
     return pd.DataFrame(split_rows), pd.DataFrame(design_rows)
 
 

@@ -82,6 +82,8 @@ def table1_beside_paper(run: Run) -> pd.DataFrame:
 
 
 def training_lines(run: Run) -> list[str]:
+    """One line per trained variant of what training achieved (SFT held-out loss, reward-model held-out accuracy with
+    its interval), from the run's training summary."""
     path = run.dir / "tables" / "training_summary.csv"
     if not path.is_file():
         return []
@@ -107,6 +109,8 @@ def training_lines(run: Run) -> list[str]:
 
 
 def run_section(run: Run) -> str:
+    """The RESULTS.md section of one run: its stamp, Table 1 beside the paper's, the other tables, what training
+    achieved."""
     lines = [f"## Run `{run.name}`", "", _stamp(run), ""]
     t1 = table1_beside_paper(run)
     if len(t1):
@@ -131,6 +135,8 @@ def run_section(run: Run) -> str:
 
 
 def comparison_section(d: Path) -> str:
+    """The RESULTS.md section of one comparison directory: its summary, Table 1 by recipe, the claims, the
+    replication, the A/A calibration and the variance split."""
     d = Path(d)
     if not (d / "summary.md").is_file():
         raise FileNotFoundError(f"{d} is not a comparison written by `compare` or `seeds` (no summary.md)")

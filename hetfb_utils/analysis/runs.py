@@ -17,6 +17,8 @@ SEED_SUFFIX = re.compile(r"-s\d+$")
 
 @dataclass
 class Run:
+    """A finished run read back: its name, directory, params, evaluation results and manifest."""
+
     name: str
     dir: Path
     params: Params
@@ -115,10 +117,12 @@ class SeedGroup:
 
     @property
     def seeds(self) -> list[int]:
+        """The training seeds of the group's runs, in order."""
         return [r.seed for r in self.runs]
 
     @property
     def k(self) -> int:
+        """How many training seeds (runs) the group has."""
         return len(self.runs)
 
     def models(self) -> list[str]:

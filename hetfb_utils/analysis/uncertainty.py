@@ -166,6 +166,7 @@ def reward_at_chance(params: Params) -> dict[str, dict]:
 
 
 def r_model_variant(name: str, results: list[dict]) -> str | None:
+    """The variant a model of the results was trained from (None for Base)."""
     return next((r.get("variant") for r in results if r["model"] == name), None)
 
 

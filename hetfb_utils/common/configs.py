@@ -33,6 +33,7 @@ LORA_DEFAULTS = {
 
 @functools.cache
 def config_class(kind: str):
+    """The TRL / PEFT config dataclass of a stage (`sft`, `reward`, `ppo`, `rloo`, `dpo`) or of `lora`."""
     if kind == "lora":
         from peft import LoraConfig
 
@@ -61,6 +62,7 @@ def config_class(kind: str):
 
 
 def config_fields(kind: str) -> set[str]:
+    """The field names of `config_class(kind)`."""
     return set(config_class(kind).__dataclass_fields__)
 
 

@@ -14,14 +14,17 @@ import os
 
 
 def world_size() -> int:
+    """How many processes train together (1 without `accelerate launch`)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
+    """This process's rank (0 without `accelerate launch`)."""
     return int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:
+    """Is this the process that writes files (rank 0)?"""
     return rank() == 0
 
 
@@ -35,6 +38,7 @@ def init() -> None:
 
 
 def barrier() -> None:
+    """Wait for every process (a no-op in one process)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

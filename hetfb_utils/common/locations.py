@@ -29,6 +29,7 @@ def data_dir(params=None) -> Path | None:
 
 
 def mirror_file(root: Path, rel: str) -> Path:
+    """A file of the data mirror, or one DataError naming it, the mirror, and what the mirror holds."""
     p = root / rel
     if not p.is_file():
         present = sorted(str(x.relative_to(root)) for x in root.rglob("*") if x.is_file())[:20]

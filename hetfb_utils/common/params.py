@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from .errors import ParamsError
 from .locations import data_dir
-from .params_files import PARAMS_DIR, REPO_ROOT, _read_yaml, apply_overrides, parse_override, resolve_params_path
+from .params_files import PARAMS_DIR, REPO_ROOT, apply_overrides, parse_override, read_yaml, resolve_params_path
 from .sections import (
     SEED_MAX,
     DataParams,
@@ -32,8 +32,8 @@ from .sections import (
     SelectionParams,
     SFTParams,
     SourceSpec,
+    Strict,
     TrainingParams,
-    _Strict,
 )
 
 __all__ = [
@@ -52,7 +52,10 @@ __all__ = [
 RUN_NAME_MAX = 100  # leaves room for the '-s<seed>' of seed runs and the files below a run
 
 
-class Params(_Strict):
+class Params(Strict):
+    """A params file, validated: data, selection, model, sft, reward, rl, training and evaluation sections, the
+    seeds, the output and cache locations; derived seeds, paths and digests."""
+
     run_name: str = Field(
         description="Outputs go to <output_root>/<run_name>/: a plain name (letters, digits, '.', '_', '-'), no path."
     )
@@ -102,19 +105,26 @@ class Params(_Strict):
             unknown = sorted(set(self.training.variants) - set(self.variant_names))
             if unknown:
                 raise ValueError(f"training.variants {unknown} are not built; built variants: {self.variant_names}")
+        if self.rl.variants:
+            unknown = sorted(set(self.rl.variants) - set(self.train_variants))
+            if unknown:
+                raise ValueError(f"rl.variants {unknown} are not trained; trained variants: {self.train_variants}")
         return self
 
     # --- derived -------------------------------------------------------------------------
     @property
     def data_seed(self) -> int:
+        """The data draw's seed (`data.seed`, else `seed`)."""
         return self.seed if self.data.seed is None else self.data.seed
 
     @property
     def training_seed(self) -> int:
+        """The training run's seed (`training.seed`, else `seed`)."""
         return self.seed if self.training.seed is None else self.training.seed
 
     @property
     def eval_seed(self) -> int:
+        """The evaluation items' and bootstrap's seed (`evaluation.seed`, else `seed`)."""
         return self.seed if self.evaluation.seed is None else self.evaluation.seed
 
     @property
@@ -148,6 +158,7 @@ class Params(_Strict):
 
     @property
     def run_dir(self) -> Path:
+        """`<output_root>/<run_name>` (a relative output root is under the repository)."""
         root = Path(self.output_root)
         if not root.is_absolute():
             root = REPO_ROOT / root
@@ -155,17 +166,27 @@ class Params(_Strict):
 
     @property
     def cache_path(self) -> Path:
+        """The cache shared by runs: `cache_dir`, else `$HETFB_CACHE`, else `~/.cache/hetfb`."""
         p = self.cache_dir or os.environ.get("HETFB_CACHE") or Path.home() / ".cache" / "hetfb"
         return Path(p)
 
     @property
     def variant_names(self) -> list[str]:
+        """Every variant stage 2 builds: `wino` (when asked) and one per strategy and fraction."""
         names = ["wino"] if self.selection.wino_variant else []
         return names + [variant_name(f, s) for s in self.selection.strategies for f in self.selection.fractions]
 
     @property
     def train_variants(self) -> list[str]:
+        """The variants that are trained (`training.variants`, else every variant built)."""
         return self.training.variants or self.variant_names
+
+    @property
+    def rl_variants(self) -> list[str]:
+        """The trained variants that get an `-R` model (`rl.variants`; none when `rl.algorithm` is `none`)."""
+        if self.rl.algorithm == "none":
+            return []
+        return [v for v in self.train_variants if self.rl.variants is None or v in self.rl.variants]
 
     def resolved_dump(self) -> dict:
         """The parameters as JSON data with every seed resolved (`data.seed: null` and `data.seed: 42` under
@@ -236,7 +257,7 @@ def load_params(
         if path is None:
             raise ParamsError("give a params file (e.g. params/quickstart.yaml)")
         p = resolve_params_path(path)
-        raw, source = _read_yaml(p), str(p)
+        raw, source = read_yaml(p), str(p)
     else:
         source = "<dict>"
     raw = apply_overrides(raw, overrides)

@@ -59,6 +59,7 @@ those dataclasses at `validate`. The three seeds (`data.seed`, `training.seed`, 
 
 
 def params_doc() -> str:
+    """The whole parameter reference (docs/params.md): the header and the schema's table."""
     return HEADER + schema_markdown() + "\n"
 
 

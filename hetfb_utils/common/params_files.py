@@ -26,6 +26,7 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key repeated in one mapping."""
 
     def construct_mapping(self, node, deep=False):
+        """A YAML mapping, refusing a key given twice (with both lines)."""
         seen: dict = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -65,6 +66,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def resolve_params_path(path: str | os.PathLike) -> Path:
+    """The params file a name or path means: an existing path, else `params/<name>` (`.yaml` added when missing); one
+    ParamsError listing the files there otherwise."""
     p = Path(path)
     candidates = [p, PARAMS_DIR / p, PARAMS_DIR / f"{p}.yaml"]
     for c in candidates:
@@ -96,7 +99,9 @@ def read_yaml_file(path: Path) -> Any:
     return raw
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A params file as a mapping, with its `extends` chain merged under it; one ParamsError naming the file for a
+    YAML error, a duplicate key or an alias bomb."""
     if path in seen:
         raise ParamsError(f"{path}: `extends` loop through {[str(s) for s in seen]}")
     raw = read_yaml_file(path)
@@ -112,11 +117,12 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         ppath = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
         if not ppath.is_file():
             raise ParamsError(f"{path}: `extends: {parent}` not found (looked at {ppath})")
-        raw = _deep_merge(_read_yaml(ppath.resolve(), seen + (path,)), raw)
+        raw = _deep_merge(read_yaml(ppath.resolve(), seen + (path,)), raw)
     return raw
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
+    """`key.sub=value` as (keys, YAML value); a number written as text is the number."""
     if not isinstance(item, str) or "=" not in item:
         raise ParamsError(f"override '{item}' must look like key.sub=value (e.g. seed=1)")
     key, value = item.split("=", 1)
@@ -167,6 +173,7 @@ def _step(node: Any, k: str, path: list[str], create: bool) -> Any:
 
 
 def apply_overrides(raw: dict, overrides: list[str] | dict | None) -> dict:
+    """The raw params with `-p key=value` overrides applied (lists indexed by number, or named entries by `name`)."""
     if not overrides:
         return raw
     if isinstance(overrides, str):

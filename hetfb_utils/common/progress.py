@@ -52,6 +52,7 @@ def callback(stage: str, variant: str, every_s: float = 2.0):
         last = 0.0
 
         def on_step_end(self, args, state, control, **kw):
+            """Write the stage's step for the runner's console."""
             now = time.time()
             if now - self.last >= every_s or state.global_step == state.max_steps:
                 self.last = now
@@ -72,6 +73,7 @@ class Watcher(threading.Thread):
         self.path.unlink(missing_ok=True)
 
     def run(self) -> None:
+        """Print the running notebook's latest progress line whenever it changes, until stopped."""
         seen, last_print = None, 0.0
         while not self.stop.wait(self.poll_s):
             try:

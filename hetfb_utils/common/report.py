@@ -42,22 +42,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write text so that the file appears complete or not at all."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write JSON (sorted keys, indented) atomically."""
     return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
 
 
 def atomic_write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a frame as parquet atomically."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)
 
 
 def git_commit() -> str:
+    """The repository's short commit, with `+dirty` when tracked files differ from it (`unknown` without git)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
@@ -96,6 +100,7 @@ def provenance(params: Params, **extra: Any) -> dict:
 
 
 def stamp_line(params: Params, **extra: Any) -> str:
+    """The provenance line under every table: run, model, data, the three seeds, params hash, git commit."""
     p = provenance(params, **extra)
     seeds = p["seeds"]
     return (
@@ -140,6 +145,7 @@ def save_table(
 
 
 def save_figure(fig, name: str, params: Params) -> Path:
+    """Write a figure as figures/<name>.png of the run and close it."""
     path = params.run_dir / "figures" / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -147,6 +153,7 @@ def save_figure(fig, name: str, params: Params) -> Path:
 
 
 def package_versions() -> dict:
+    """The versions of the packages a run depends on (torch, transformers, trl, peft, ...)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -172,6 +179,7 @@ def package_versions() -> dict:
 
 # --------------------------------------------------------------------------- figures
 def pyplot():
+    """matplotlib's pyplot on the headless Agg backend, and seaborn with the kit's style."""
     import matplotlib
 
     if "inline" not in matplotlib.get_backend():

@@ -16,12 +16,14 @@ def _seed(description: str):
     return Field(None, ge=0, le=SEED_MAX, description=description)
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A params section: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # --------------------------------------------------------------------------- data sources
-class SourceSpec(_Strict):
+class SourceSpec(Strict):
     """One dataset of the union. Built-in types know their raw format; ``numeric`` and
     ``pairwise`` take any jsonl/csv/parquet file or Hub dataset with the named columns."""
 
@@ -75,7 +77,9 @@ class SourceSpec(_Strict):
         return self
 
 
-class DataParams(_Strict):
+class DataParams(Strict):
+    """`data`: the mirror, the language, the sources of the union, the data seed, the label audit's size."""
+
     data_dir: str | None = Field(
         None,
         description="Local mirror in the layout of docs/data.md. "
@@ -106,7 +110,9 @@ class DataParams(_Strict):
         return v
 
 
-class SelectionParams(_Strict):
+class SelectionParams(Strict):
+    """`selection`: the embedder, the clusters, the keep-fractions and strategies of stage 2."""
+
     embedder: str = Field(
         "all-MiniLM-L6-v2",
         description="sentence-transformers model id or path; all-MiniLM-L6-v2 resolves to the embedded package.",
@@ -145,7 +151,9 @@ class SelectionParams(_Strict):
         return list(dict.fromkeys(v))
 
 
-class ModelParams(_Strict):
+class ModelParams(Strict):
+    """`model`: the base model, its dtype, the prompt format."""
+
     name_or_path: str = Field(
         "smollm2-135m-instruct",
         description="`smollm2-135m-instruct` (embedded, "
@@ -163,7 +171,7 @@ class ModelParams(_Strict):
     )
 
 
-class _Stage(_Strict):
+class _Stage(Strict):
     """`args` go to the TRL config of the stage, `lora` to peft.LoraConfig."""
 
     KIND: ClassVar[str] = ""
@@ -198,10 +206,15 @@ class _Stage(_Strict):
 
 
 class SFTParams(_Stage):
+    """`sft`: the SFT stage (`args`: TRL `SFTConfig`; `lora`: PEFT `LoraConfig`)."""
+
     KIND: ClassVar[str] = "sft"
 
 
 class RewardParams(_Stage):
+    """`reward`: the reward model (`method`; `args`: TRL `RewardConfig`; `lora`), and the held-out pairs it is judged
+    on."""
+
     KIND: ClassVar[str] = "reward"
     method: Literal["head", "lora", "head+lora"] = Field(
         "head",
@@ -238,24 +251,37 @@ class _PolicyStage(_Stage):
 
 
 class PPOParams(_PolicyStage):
+    """`rl.ppo`: PPO (`args`: `trl.experimental.ppo.PPOConfig`; `lora`: the policy's and the value model's adapters)."""
+
     KIND: ClassVar[str] = "ppo"
 
 
 class RLOOParams(_PolicyStage):
+    """`rl.rloo`: RLOO (`args`: TRL `RLOOConfig`; `lora`: the policy's adapter)."""
+
     KIND: ClassVar[str] = "rloo"
 
 
 class DPOParams(_Stage):
+    """`rl.dpo`: DPO (`args`: TRL `DPOConfig`; `lora`)."""
+
     KIND: ClassVar[str] = "dpo"
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class RLParams(_Strict):
+class RLParams(Strict):
+    """`rl`: which algorithm makes the `-R` models, for which variants, and how the RL stage is judged."""
+
     algorithm: Literal["ppo", "rloo", "dpo", "none"] = Field(
         "ppo",
         description="Second stage after SFT (`-R` models): `ppo` (the paper's; LoRA policy, LoRA value model), "
         "`rloo` (critic-free: k sampled answers per prompt, each one's baseline the others' mean reward), `dpo` "
         "(from the pairs, no reward model), `none` (the `-S` models only).",
+    )
+    variants: list[str] | None = Field(
+        None,
+        description="The variants that get an `-R` model (a reward model and the RL stage); null = every trained "
+        "variant. A seed group that asks one RL question pays for one variant's RL.",
     )
     ppo: PPOParams = Field(default_factory=PPOParams)
     rloo: RLOOParams = Field(default_factory=RLOOParams)
@@ -276,7 +302,9 @@ class RLParams(_Strict):
     )
 
 
-class TrainingParams(_Strict):
+class TrainingParams(Strict):
+    """`training`: the training seed, precision, variants, seed group, launcher and stage store."""
+
     seed: int | None = _seed(
         "The training run: LoRA and value/score-head initialisation, data order, dropout, "
         "PPO sampling. `-p training.seed=43` trains the same data again; every other "
@@ -310,7 +338,9 @@ class TrainingParams(_Strict):
     )
 
 
-class EvalParams(_Strict):
+class EvalParams(Strict):
+    """`evaluation`: the evaluation seed, batch sizes, each benchmark's items, generation lengths, prompts."""
+
     seed: int | None = _seed(
         "The evaluation items drawn by `*_max` and the bootstrap resamples. null = `seed`: "
         "runs that differ only in `training.seed` are scored on the same items."

@@ -44,6 +44,7 @@ def _clean(x) -> np.ndarray:
 
 
 def point(num, den=None) -> float:
+    """The statistic over items without an interval: mean(num), or sum(num) / sum(den)."""
     num = _clean(num)
     if not len(num):
         return float("nan")

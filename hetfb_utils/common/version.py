@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the package: hetfb_utils/
 # the schema (common/params.py) is not in any group: the parameter values themselves key every stage
 _BASE = ("common/locations.py", "common/params_files.py")
 _DATA = _BASE + tuple(f"data/{m}.py" for m in ("readers", "converters", "winobias_data", "union", "eval_sets"))
-_MODEL = ("models/loading.py", "common/distributed.py")
+_MODEL = ("models/loading.py", "models/tiny.py", "common/distributed.py")
 # figures, summaries and diagnostics are in no group but "report": redrawing a figure re-runs no stage
 GROUPS = {
     "data": _DATA,  # stage 1
@@ -60,6 +60,7 @@ def _files(group: str | None) -> list[Path]:
 
 @functools.cache
 def code_version(group: str | None = None) -> str:
+    """A 12-hex hash of the package's code (all modules, or the files of one group of `GROUPS`)."""
     h = hashlib.sha256()
     for f in _files(group):
         if f.is_file():

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..common.params import SourceSpec
-from .readers import DataError, Drops, _is_number, hub_rows, jsonl_rows, mirror_file, preference_row, stable_id
+from .readers import DataError, Drops, hub_rows, is_number, jsonl_rows, mirror_file, preference_row, stable_id
 
 WINOGRANDE_SPLITS = ["train_xs", "train_s", "train_m", "train_l", "train_xl", "validation"]
 
 
 def load_winogrande_rows(split: str, root: Path | None) -> list[dict]:
+    """WinoGrande rows of a split: from the mirror (`winogrande/<split>.jsonl`), else from the Hub."""
     if split not in WINOGRANDE_SPLITS:
         raise DataError(f"winogrande split '{split}' unknown; use one of {WINOGRANDE_SPLITS}")
     if root is not None:
@@ -77,6 +78,7 @@ def parse_winogrande(rows: Iterable[dict], source: str, drops: Drops) -> list[di
 
 # --------------------------------------------------------------------------- OASST1
 def load_oasst_rows(split: str, root: Path | None) -> list[dict]:
+    """OASST1 message rows of a split: from the mirror (the English validation split), else from the Hub."""
     if root is not None:
         name = {"validation": "oasst1/validation_en.jsonl", "train": "oasst1/train_en.jsonl"}.get(split)
         if name is None or (split == "train" and not (root / name).is_file()):
@@ -97,14 +99,14 @@ def get_label(msg: dict, label: str) -> float | None:
         name = label.split(".", 1)[1]
         for n, v in zip(names, values):
             if n == name:
-                return float(v) if _is_number(v) else None
+                return float(v) if is_number(v) else None
         return None
     node: Any = msg
     for part in label.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
-    return float(node) if _is_number(node) else None
+    return float(node) if is_number(node) else None
 
 
 def ordinal_to_pair(responses: list[tuple[str, float]], prefer: str) -> tuple[str, str, float] | None:
@@ -149,11 +151,41 @@ def _oasst_messages(rows: Iterable[dict], source: str, language: str | None, dro
 
 
 def split_trees(tree_ids: Iterable[str], heldout_fraction: float, seed: int) -> tuple[set, set]:
+    """(train, held-out) message-tree ids: a seeded shuffle, `heldout_fraction` of the trees held out."""
     trees = sorted(set(tree_ids))
     rng = random.Random(seed)
     rng.shuffle(trees)
     n_held = int(round(heldout_fraction * len(trees)))
     return set(trees[n_held:]), set(trees[:n_held])
+
+
+def oasst_context(msgs: dict, m: dict) -> list[dict] | None:
+    """The turns before message `m`, oldest first (user / assistant roles); None when the parent chain loops back
+    on itself (a damaged export)."""
+    chain, cur, visited = [], msgs.get(m.get("parent_id") or ""), {m["message_id"]}
+    while cur is not None:
+        if cur["message_id"] in visited:
+            return None
+        visited.add(cur["message_id"])
+        chain.append({"role": "user" if cur["role"] == "prompter" else "assistant", "content": cur["text"]})
+        cur = msgs.get(cur.get("parent_id") or "")
+    return chain[::-1]
+
+
+def _oasst_pair(m: dict, replies: list[dict], label: str, prefer: str, source: str, drops: Drops):
+    """(chosen, rejected, spread, replies with the label) of a prompter turn, or None with the reason counted."""
+    with_label = [(t, s) for t, s in ((c["text"], get_label(c, label)) for c in replies) if s is not None]
+    if len(replies) < 2:
+        drops.add(source, "fewer_than_2_replies", m["text"][:80])
+    elif len(with_label) < 2:
+        drops.add(source, f"fewer_than_2_replies_with_{label}", m["text"][:80])
+    elif (pair := ordinal_to_pair(with_label, prefer)) is None:
+        drops.add(source, f"tied_{label}", m["text"][:80])
+    elif pair[0].strip() == pair[1].strip():
+        drops.add(source, "identical_pair", m["text"][:80])
+    else:
+        return (*pair, len(with_label))
+    return None
 
 
 def parse_oasst(
@@ -170,45 +202,21 @@ def parse_oasst(
         if m.get("parent_id"):
             children[m["parent_id"]].append(m)
     train_trees, held_trees = split_trees((m["message_tree_id"] for m in msgs.values()), spec.heldout_fraction, seed)
-
-    def context_of(m: dict) -> list[dict] | None:
-        """The turns before `m`, oldest first; None when the parent chain loops back on itself."""
-        chain, cur, visited = [], msgs.get(m.get("parent_id") or ""), {m["message_id"]}
-        while cur is not None:
-            if cur["message_id"] in visited:
-                return None
-            visited.add(cur["message_id"])
-            chain.append({"role": "user" if cur["role"] == "prompter" else "assistant", "content": cur["text"]})
-            cur = msgs.get(cur.get("parent_id") or "")
-        return chain[::-1]
-
     train, held, seen = [], [], set()
     for m in sorted(msgs.values(), key=lambda x: (x["message_tree_id"], x.get("created_date") or "", x["message_id"])):
         if m["role"] != "prompter":
             continue
-        replies = [c for c in children.get(m["message_id"], []) if c["role"] == "assistant"]
         is_held = m["message_tree_id"] in held_trees
         label, prefer = (spec.heldout_label, spec.heldout_prefer) if is_held else (spec.label, spec.prefer)
-        scored = [(c["text"], get_label(c, label)) for c in replies]
-        with_label = [(t, s) for t, s in scored if s is not None]
-        if len(replies) < 2:
-            drops.add(source, "fewer_than_2_replies", m["text"][:80])
-            continue
-        if len(with_label) < 2:
-            drops.add(source, f"fewer_than_2_replies_with_{label}", m["text"][:80])
-            continue
-        pair = ordinal_to_pair(with_label, prefer)
+        replies = [c for c in children.get(m["message_id"], []) if c["role"] == "assistant"]
+        pair = _oasst_pair(m, replies, label, prefer, source, drops)
         if pair is None:
-            drops.add(source, f"tied_{label}", m["text"][:80])
             continue
-        if pair[0].strip() == pair[1].strip():
-            drops.add(source, "identical_pair", m["text"][:80])
-            continue
-        context = context_of(m)
+        context = oasst_context(msgs, m)
         if context is None:
             drops.add(source, "parent_id_cycle", m["message_id"])
             continue
-        chosen, rejected, spread = pair
+        chosen, rejected, spread, n_scored = pair
         key = (json.dumps(context), m["text"].strip(), chosen.strip(), rejected.strip())
         if key in seen:
             drops.add(source, "duplicate_pair", m["text"][:80])
@@ -225,7 +233,7 @@ def parse_oasst(
             context=json.dumps(context),
             quality=spread,
             label=f"{label}:{prefer}",
-            n_responses=len(with_label),
+            n_responses=n_scored,
             tree_id=m["message_tree_id"],
             message_id=m["message_id"],
         )

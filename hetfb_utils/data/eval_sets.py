@@ -47,6 +47,7 @@ def load_winogender(params: Params | None = None) -> tuple[pd.DataFrame, pd.Data
 
 
 def load_crows_pairs(params: Params | None = None) -> pd.DataFrame:
+    """CrowS-Pairs (the anonymized CSV): from the mirror, else from its canonical URL."""
     root = data_dir(params)
     if root is not None:
         return pd.read_csv(mirror_file(root, "crows_pairs/crows_pairs_anonymized.csv"), index_col=0)
@@ -56,6 +57,7 @@ def load_crows_pairs(params: Params | None = None) -> pd.DataFrame:
 
 
 def load_ifeval(params: Params | None = None) -> list[dict]:
+    """The IFEval prompts: from the mirror, else from their canonical URL."""
     root = data_dir(params)
     src = mirror_file(root, "ifeval/input_data.jsonl") if root is not None else IFEVAL_URL
     drops = Drops()

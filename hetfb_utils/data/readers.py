@@ -54,11 +54,13 @@ class Drops:
     examples: dict = field(default_factory=dict)
 
     def add(self, source: str, reason: str, example: Any = None, n: int = 1) -> None:
+        """Count one skipped row (or `n`) of `source` for `reason`, keeping the first example."""
         self.counts[(source, reason)] += n
         if example is not None and (source, reason) not in self.examples:
             self.examples[(source, reason)] = str(example)[:160]
 
     def frame(self) -> pd.DataFrame:
+        """The counts as a table: source, reason, rows, an example."""
         rows = [
             {"source": s, "reason": r, "rows": n, "example": self.examples.get((s, r), "")}
             for (s, r), n in sorted(self.counts.items())
@@ -67,6 +69,7 @@ class Drops:
 
 
 def stable_id(*parts: Any) -> str:
+    """A 16-hex id from the parts' text: the same row gets the same id in every run."""
     return hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
@@ -106,12 +109,15 @@ def preference_row(
     )
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
+    """Is `x` a finite int or float (not a bool)?"""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --------------------------------------------------------------------------- locations
 def read_text_lines(path_or_url: str | Path) -> list[str]:
+    """The lines of a local file or a URL (a byte-order mark dropped); one DataError for an unreadable or non-UTF-8
+    file, or a failed download."""
     s = str(path_or_url)
     if s.startswith(("http://", "https://")):
         import urllib.request
@@ -167,6 +173,7 @@ def fingerprint_files(files: dict[str, str]) -> dict[str, str]:
 
 
 def not_utf8(path, err: UnicodeDecodeError) -> str:
+    """The error message for a file that is not UTF-8, with the `iconv` command that converts it."""
     return (
         f"{path} is not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at offset {err.start}): "
         f"expected UTF-8 JSON lines or CSV. Convert it, e.g. `iconv -f latin1 -t utf-8 {Path(path).name} "
@@ -175,10 +182,12 @@ def not_utf8(path, err: UnicodeDecodeError) -> str:
 
 
 def empty_file(path, expected: str) -> str:
+    """The error message for an empty file."""
     return f"{path} is empty: expected {expected}. Fill it, or remove the source from data.sources of the params file."
 
 
 def iter_jsonl(lines: Iterable[str], source: str, drops: Drops) -> Iterator[dict]:
+    """The JSON objects of JSON lines; a malformed line is a counted skip."""
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -204,6 +213,7 @@ def jsonl_rows(path: Path) -> list[dict]:
 
 
 def hub_rows(dataset_id: str, config: str | None, split: str) -> list[dict]:
+    """The rows of a Hub dataset split; offline or unknown: one DataError saying to set HETFB_DATA_DIR."""
     from datasets import load_dataset
 
     try:

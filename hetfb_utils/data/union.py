@@ -55,6 +55,9 @@ UNIFIED_COLUMNS = [
 # --------------------------------------------------------------------------- the union
 @dataclass
 class UnionResult:
+    """Stage 1's result: the union, the OASST held-out pairs, the drops by reason, the tree split, the inputs'
+    fingerprint."""
+
     union: pd.DataFrame
     heldout: pd.DataFrame
     drops: pd.DataFrame
@@ -107,6 +110,8 @@ def draw_groups(rows: list[dict], max_rows: int, seed: str) -> list[dict]:
 
 
 def convert_source(spec: SourceSpec, params: Params, drops: Drops) -> tuple[list[dict], list[dict], dict | None]:
+    """One source of the params to unified rows: (training rows, held-out rows, split record); duplicates of whole
+    pairs dropped, `max_rows` drawn by whole groups."""
     root = data_dir(params)
     held: list[dict] = []
     record = None
@@ -266,6 +271,7 @@ def save_union(result: UnionResult, params: Params) -> Path:
 
 
 def load_union(params: Params) -> UnionResult:
+    """Stage 1's outputs of the run read back (one clear error when notebook 01 has not run)."""
     d = params.run_dir / "data"
     if not (d / "union_report.json").is_file():
         raise DataError(

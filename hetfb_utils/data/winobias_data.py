@@ -16,20 +16,25 @@ _WB_LINE = re.compile(r"^\s*(\d+)\s+(.*\S)\s*$")
 
 @dataclass
 class WBSentence:
+    """A WinoBias sentence: its words (brackets removed) and the word spans of its bracketed mentions."""
+
     words: list[str]  # sentence words without brackets, punctuation attached as written
     mentions: list[tuple[int, int]]  # [start, end] word spans of the bracketed mentions
     line: str
 
     @property
     def text(self) -> str:
+        """The sentence as text."""
         return " ".join(self.words)
 
     def span_words(self, i: int) -> list[str]:
+        """The words of mention `i`, punctuation stripped."""
         s, e = self.mentions[i]
         return [re.sub(r"[^\w'-]", "", w) for w in self.words[s : e + 1]]
 
     @property
     def pronoun(self) -> str | None:
+        """The pronoun mention (lower case), or None."""
         for i in range(len(self.mentions)):
             ws = [w.lower() for w in self.span_words(i)]
             if len(ws) == 1 and ws[0] in PRONOUNS:
@@ -115,6 +120,7 @@ def winobias_files(split: str, types: tuple[int, ...] = (1, 2)) -> list[str]:
 
 
 def winobias_lines(kind: str, t: int, split: str, root: Path | None) -> tuple[str, list[str]]:
+    """(file name, lines) of one WinoBias file: from the mirror, else from its canonical URL."""
     rel = WB_FILE.format(kind=kind, t=t, split=split)
     if root is not None:
         return rel, read_text_lines(mirror_file(root, rel))
@@ -168,6 +174,7 @@ def load_winobias_pairs(
 
 
 def winobias_hf_pairs(split: str, source: str, drops: Drops) -> list[dict]:
+    """Pro/anti pairs of a split from the Hub's `wino_bias` (tokens and clusters), when no mirror is set."""
     pairs = []
     for t in (1, 2):
         pro = hub_rows("wino_bias", f"type{t}_pro", split)

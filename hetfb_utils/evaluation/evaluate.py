@@ -25,6 +25,8 @@ from .registry import benchmarks
 
 @dataclass
 class ModelSpec:
+    """A model of the run: its Table-1 name, variant, kind (S / R / None for Base) and adapters."""
+
     name: str  # Table-1 row name: Base, S, R, HD-0.2-S, ...
     variant: str | None
     kind: str | None  # S | R | None for Base
@@ -32,12 +34,12 @@ class ModelSpec:
 
 
 def run_models(params: Params) -> list[ModelSpec]:
+    """The run's models: Base, each trained variant's -S model, and -R where the variant gets one."""
     from ..training.rl import model_adapters
 
     specs = [ModelSpec("Base", None, None, [])]
-    kinds = ("S",) if params.rl.algorithm == "none" else ("S", "R")
     for v in params.train_variants:
-        for kind in kinds:
+        for kind in ("S", "R") if v in params.rl_variants else ("S",):
             name = kind if v == "wino" else f"{v.upper()}-{kind}"
             specs.append(ModelSpec(name, v, kind, model_adapters(params, v, kind)))
     return specs
@@ -66,13 +68,16 @@ class ResultCache:
         self.dir = params.cache_path / "eval"
 
     def path(self, model_fp: str, metric: str, data_key: str) -> Path:
+        """The cache file of one (model, benchmark, items) result."""
         return self.dir / model_fp / f"{metric}-{data_key}.json"
 
     def get(self, *key):
+        """A cached result, or None."""
         p = self.path(*key)
         return json.loads(p.read_text()) if p.is_file() else None
 
     def put(self, value, *key):
+        """Cache a result."""
         from ..common.report import atomic_write_json
 
         atomic_write_json(value, self.path(*key))
@@ -140,7 +145,7 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
     prompts = oasst_gen_prompts(tok, data["oasst_ll"], params)
     bs = params.evaluation.batch_size
     pairs = oasst_pairs(tok, data["oasst_ll"], params)  # formatted once for every variant's reward model
-    for v in params.train_variants:
+    for v in params.rl_variants:
         rm_dir = stage_dir(params, v, "reward")
         if not (rm_dir / "manifest.json").is_file():
             continue

@@ -30,6 +30,8 @@ def scalars(result: dict) -> dict:
 
 @dataclass(frozen=True)
 class Benchmark:
+    """A registered benchmark: its name, how its items are loaded and scored, its table and per-item columns."""
+
     name: str  # the key of its result in a model's results
     load: Callable[[Any], Any]
     score: Callable[[Any, Any, Any, Any], dict]

@@ -26,6 +26,7 @@ TABLE1_COLUMNS = ["Bias", "Bias (Entropy)", "Bias (Cluster)", "Accuracy", "Simil
 
 
 def table1(results: list[dict]) -> pd.DataFrame:
+    """Table 1 of the run's results (one row per model; a model that failed keeps its row with the error)."""
     rows = []
     for r in results:
         if "error" in r:

@@ -2,7 +2,9 @@
 
 | module | what |
 |---|---|
-| `loading` | the embedded SmolLM2 (de-quantised once), `tiny-random` for tests, any Hub id or checkpoint; adapters merged in order; the reward model; chat template or StackLLaMA prompts |
+| `loading` | the embedded SmolLM2 (de-quantised once), any Hub id or checkpoint; the pad token; adapters merged in order; the reward model; chat template or StackLLaMA prompts |
+| `tiny` | `tiny-random`: a tiny random Llama and tokenizer built in seconds (the tests' model) |
+| `speed` | the base model's forward FLOP rate on this machine (recorded with every run's timings) |
 | `scoring` | batched log-likelihoods on shared prefix caches, next-token distributions, greedy generation |
 """
 

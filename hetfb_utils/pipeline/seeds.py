@@ -3,6 +3,7 @@ replicated on seeds that were not used to make the verdicts (`--replicate K`).""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..common.errors import RunFailed
@@ -18,11 +19,19 @@ def run_seeds(params_file: str, seeds: list[int], overrides: list[str] | None = 
     name = load_params(params_file, overrides).run_name
     if len(set(seeds)) != len(seeds):
         raise RunFailed(f"--seeds {seeds}: a seed is given twice")
-    runs = []
-    for s in seeds:
+    runs, minutes = [], []
+    for i, s in enumerate(seeds):
         over = [*overrides, f"training.seed={s}", f"run_name={name}-s{s}"]
-        log(f"== training seed {s} ==")
+        log(f"== training seed {s} ({i + 1} of {len(seeds)}) ==")
+        t0 = time.time()
         execute(params_file, over, log=log)
+        minutes.append((time.time() - t0) / 60)
+        left = len(seeds) - i - 1
+        later = minutes[1:] or minutes  # the first seed also builds what the others reuse
+        log(
+            f"== seed {s}: {minutes[-1]:.1f} min"
+            + (f"; the remaining {left} seed(s): about {left * sum(later) / len(later):.0f} min ==" if left else " ==")
+        )
         runs.append(str(load_params(params_file, over).run_dir))
     return runs
 

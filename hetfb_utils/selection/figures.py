@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..common.report import pyplot
 
 
-def fig_selection(sel: pd.DataFrame, variant: str):
-    """2-D projection of the prompt embeddings by source and by kept/dropped in `variant`."""
+def projection(emb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The prompt embeddings projected on their first two principal components (what the figure plots)."""
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(emb) if len(emb) > 2 else np.zeros((len(emb), 2))
+
+
+def fig_selection(sel: pd.DataFrame, variant: str, emb: np.ndarray, seed: int = 0):
+    """2-D projection (PCA) of the prompt embeddings by source and by kept/dropped in `variant`, and the quality of
+    the scored prompts kept and dropped."""
     plt, sns = pyplot()
+    xy = projection(emb, seed)
+    sel = sel.assign(x=xy[:, 0], y=xy[:, 1])
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     sns.scatterplot(sel, x="x", y="y", hue="source", s=10, linewidth=0, ax=ax[0])
     ax[0].set_title("prompt embeddings (PCA), by source")

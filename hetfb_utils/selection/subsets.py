@@ -120,7 +120,9 @@ def keep_fraction(df: pd.DataFrame, fraction: float, seed: int, order: pd.Series
 # --------------------------------------------------------------------------- variants
 @dataclass
 class SelectionResult:
-    union: pd.DataFrame  # union + cluster, _order, x, y, kept_<variant> columns
+    """Stage 2's result: the union with clusters and kept flags, the variants, the summary tables, the report."""
+
+    union: pd.DataFrame  # union + cluster, _order, kept_<variant> columns
     variants: dict[str, pd.DataFrame]
     summary: pd.DataFrame  # rows in / kept per variant and source
     clusters: pd.DataFrame  # rows per cluster and source, kept per variant
@@ -128,24 +130,18 @@ class SelectionResult:
 
 
 def content_hash(df: pd.DataFrame) -> str:
+    """A 16-hex hash of a variant's rows (what keys every training stage's data)."""
     cols = ["prompt_id", "prompt", "context", "chosen", "rejected"]
     blob = json.dumps(df.sort_values("prompt_id")[cols].values.tolist())
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def select(union: pd.DataFrame, emb: np.ndarray, params: Params) -> SelectionResult:
+    """Clusters, the quality x diversity order, and every variant (and control) of the params, with summary tables."""
     sel = params.selection
     df = union.copy()
     df["cluster"] = cluster(emb, df["source"], params)
     df["_order"] = selection_order(df, params.data_seed)
-    from sklearn.decomposition import PCA
-
-    xy = (
-        PCA(n_components=2, random_state=params.data_seed).fit_transform(emb)
-        if len(emb) > 2
-        else np.zeros((len(emb), 2))
-    )
-    df["x"], df["y"] = xy[:, 0], xy[:, 1]
 
     variants: dict[str, pd.DataFrame] = {}
     if sel.wino_variant:
@@ -229,18 +225,20 @@ def strategy_comparison(df: pd.DataFrame, params: Params) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- stage I/O
 def variants_dir(params: Params) -> Path:
+    """`<run>/data/variants`."""
     return params.run_dir / "data" / "variants"
 
 
 def save_selection(
     result: SelectionResult, params: Params, drops: pd.DataFrame | None = None, extra: dict | None = None
 ) -> Path:
+    """Stage 2's outputs: every variant, the selection table, the report (with stage 1's drops)."""
     from ..common.report import atomic_write_json, atomic_write_parquet, provenance
 
     vdir = variants_dir(params)
     for name, v in result.variants.items():
         atomic_write_parquet(v, vdir / f"{name}.parquet")
-    keep_cols = ["prompt_id", "source", "cluster", "quality", "x", "y"] + [
+    keep_cols = ["prompt_id", "source", "cluster", "quality"] + [
         c for c in result.union.columns if c.startswith("kept_")
     ]
     atomic_write_parquet(result.union[keep_cols], params.run_dir / "data" / "selection.parquet")

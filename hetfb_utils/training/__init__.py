@@ -50,8 +50,17 @@ from .rl import (
     train_rloo,
 )
 from .sft import finish_sft, sft_config, sft_example, sft_trainer, train_sft
-from .stages import StageRun, begin_stage, last_checkpoint, preference_rows, split_rows, stage_dir, stage_key
-from .summary import fig_curves, log_frame, training_summary
+from .stages import (
+    StageRun,
+    begin_stage,
+    last_checkpoint,
+    preference_rows,
+    require,
+    split_rows,
+    stage_dir,
+    stage_key,
+)
+from .summary import fig_curves, log_frame, reward_judgement_table, rl_judgement_table, training_summary
 
 __all__ = [
     "lora_config",
@@ -95,6 +104,7 @@ __all__ = [
     "split_rows",
     "stage_dir",
     "stage_key",
+    "require",
     "train_dpo",
     "train_policy",
     "train_ppo",
@@ -103,4 +113,6 @@ __all__ = [
     "train_rloo",
     "train_sft",
     "training_summary",
+    "reward_judgement_table",
+    "rl_judgement_table",
 ]

@@ -111,6 +111,7 @@ def above_chance_p(correct: np.ndarray) -> float:
 
 
 def accuracy_by_source(correct: np.ndarray, sources: list[str]) -> dict:
+    """Accuracy per source of per-pair correctness."""
     return {s: float(np.mean([c for c, t in zip(correct, sources) if t == s])) for s in sorted(set(sources))}
 
 

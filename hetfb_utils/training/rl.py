@@ -310,9 +310,10 @@ def finish_dpo(params: Params, run: StageRun, trainer, result=None) -> dict:
 
 
 def train_rl(params: Params, variant: str, force: bool = False) -> list[dict]:
-    """The second stage of the `-R` model of a variant, as `rl.algorithm` says (`none`: no `-R` model)."""
+    """The second stage of the `-R` model of a variant, as `rl.algorithm` says (`none`, or a variant `rl.variants`
+    leaves out: no `-R` model)."""
     algorithm = params.rl.algorithm
-    if algorithm == "none":
+    if variant not in params.rl_variants:  # rl.algorithm none, or rl.variants leaves this variant out
         return []
     if algorithm == "dpo":
         return [train_dpo(params, variant, force)]

@@ -29,10 +29,13 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 
 # --------------------------------------------------------------------------- shared helpers
 def stage_dir(params: Params, variant: str, stage: str) -> Path:
+    """`<run>/models/<variant>/<stage>`."""
     return params.run_dir / "models" / variant / stage
 
 
 def stage_key(params: Params, variant: str, stage: str, data_hash: str, parents: list[str] = ()) -> dict:
+    """What a stage's model depends on: the stage, base model, data hash, seeds, its params (and precision) and its
+    parents'."""
     section = {"sft": "sft", "reward": "reward", "ppo": "rl", "rloo": "rl", "dpo": "rl"}[stage]
     return {
         "stage": stage,
@@ -55,6 +58,7 @@ def finished(params: Params, variant: str, stage: str, key: dict) -> dict | None
 
 
 def require(params: Params, variant: str, stage: str) -> dict:
+    """The manifest of a trained stage, or one TrainingError saying to train it first."""
     m = stage_dir(params, variant, stage) / "manifest.json"
     if not m.is_file():
         raise TrainingError(f"stage '{stage}' of variant '{variant}' has not been trained ({m} missing): run it first")
@@ -132,6 +136,7 @@ def _copy_dir(src: Path, dst: Path) -> None:
 
 
 def store_stage(params: Params, key: dict, out: Path) -> None:
+    """Copy a finished stage into the stage store (when `training.reuse_stages`)."""
     if params.training.reuse_stages:
         dst = store_dir(params, key)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +175,7 @@ def reuse_stored(params: Params, variant: str, stage: str, key: dict) -> dict | 
 
 
 def last_checkpoint(out: Path) -> str | None:
+    """The stage's latest Trainer checkpoint, or None."""
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
 
@@ -262,6 +268,7 @@ def tensorboard_callback(log_dir: Path):
 
 
 def finite_loss_callback(stage: str, variant: str, out: Path):
+    """A callback that stops training with one clear error at the first non-finite loss or reward."""
     from transformers import TrainerCallback
 
     class StopOnNonFinite(TrainerCallback):

@@ -14,6 +14,7 @@ from .stages import stage_dir
 
 
 def log_frame(params: Params, variant: str, stage: str) -> pd.DataFrame:
+    """A stage's log history as a frame (with its variant), empty when the stage has not run."""
     p = stage_dir(params, variant, stage) / "log_history.json"
     if not p.is_file():
         return pd.DataFrame()
@@ -65,3 +66,57 @@ def fig_curves(log: pd.DataFrame, metrics: list[str], title: str, x: str = "step
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def reward_judgement_table(metrics: dict) -> pd.DataFrame:
+    """A reward stage's held-out judgement as a table: per source (and all), the reward model's accuracy, the
+    longer-reply baseline's and the shuffled-label control's, each with its Wilson 95 % interval and pairs."""
+    rows = []
+    for judge, key in (
+        ("reward model", "eval_accuracy"),
+        ("longer reply wins", "length_baseline"),
+        ("shuffled-label control", "shuffled_control"),
+    ):
+        names = [k[len(key) + 1 : -len("_pairs")] for k in metrics if k.startswith(key + "_") and k.endswith("_pairs")]
+        for src in ["", *sorted(n for n in names if n)]:
+            k = key + (f"_{src}" if src else "")
+            if k in metrics:
+                rows.append(
+                    {
+                        "source": src or "all",
+                        "judge": judge,
+                        "accuracy": metrics[k],
+                        "lo": metrics[k + "_lo"],
+                        "hi": metrics[k + "_hi"],
+                        "pairs": metrics[k + "_pairs"],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def rl_judgement_table(metrics: dict) -> pd.DataFrame:
+    """An RL stage's held-out judgement as a table: the trained policy and (when run) the shuffled-label control,
+    each with its reward before and after on the held-out prompts, the paired gain with its 95 % interval, the
+    answers' length and the KL from the SFT model."""
+    rows = []
+    for who, name in (("heldout", "trained"), ("control", "shuffled-label control")):
+        if f"{who}_reward_gain" not in metrics:
+            continue
+        m = {k[len(who) + 1 :]: x for k, x in metrics.items() if k.startswith(who + "_")}
+        rows.append(
+            {
+                "policy": name,
+                "prompts": m["prompts"],
+                "reward before": m["reward_before"],
+                "reward after": m["reward_after"],
+                "gain": m["reward_gain"],
+                "gain lo": m["reward_gain_lo"],
+                "gain hi": m["reward_gain_hi"],
+                "length before": m["length_before"],
+                "length after": m["length_after"],
+                "KL": m["kl"],
+                "KL lo": m["kl_lo"],
+                "KL hi": m["kl_hi"],
+            }
+        )
+    return pd.DataFrame(rows)

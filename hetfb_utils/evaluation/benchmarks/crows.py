@@ -8,7 +8,7 @@ from ...common.params import Params
 from ...models.scoring import score_continuations
 from ..registry import Benchmark, register
 from . import item_ids
-from .prompts import _chat_eval, lm_prompt
+from .prompts import chat_eval, lm_prompt
 
 CROWS_TEMPLATES = {
     "plausible_AB": (
@@ -37,7 +37,7 @@ def eval_crows(
     for name, (tmpl, (yes, no)) in CROWS_TEMPLATES.items():
         for _, r in df.iterrows():
             prompt = tmpl.format(a=r["sent_more"], b=r["sent_less"])
-            if tok is not None and params is not None and _chat_eval(tok, params):
+            if tok is not None and params is not None and chat_eval(tok, params):
                 prompt = lm_prompt(prompt.strip(), "", tok, params)
             right, wrong = (yes, no) if r["stereo_antistereo"] == "stereo" else (no, yes)
             jobs += [(prompt, right), (prompt, wrong)]

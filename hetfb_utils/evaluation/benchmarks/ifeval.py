@@ -29,6 +29,7 @@ def ifeval_checker():
 
 
 def punkt_available() -> bool:
+    """Is NLTK's `punkt_tab` sentence splitter installed (the two sentence-counting checkers need it)?"""
     try:
         import nltk
 
@@ -48,6 +49,8 @@ def ifeval_usable(rows: list[dict]) -> tuple[list[dict], int]:
 
 
 def eval_ifeval(model, tok, rows: list[dict], params: Params, batch_size: int) -> tuple[dict, pd.DataFrame]:
+    """Greedy answers to IFEval prompts checked by Google's checkers: prompt- and instruction-level accuracy, strict
+    and loose, with per-prompt values."""
     from ...models.loading import format_prompt
 
     utils = ifeval_checker()

@@ -10,6 +10,7 @@ from ...common.params import Params
 
 
 def words_of(text: str) -> list[str]:
+    """The lower-case words of a text, punctuation removed."""
     return [w for w in re.sub(r"[^\w\s'-]", " ", text.lower()).split() if w]
 
 
@@ -22,14 +23,17 @@ def winobias_prompt(sentence: str, pronoun: str, tok=None, params: Params | None
 
 
 def lm_prompt(context: str, answer_prefix: str, tok=None, params: Params | None = None) -> str:
-    if tok is not None and params is not None and _chat_eval(tok, params):
+    """A context and an answer prefix as the evaluation prompts the model: raw text, or the context as the user turn
+    and the prefix as the start of the assistant's."""
+    if tok is not None and params is not None and chat_eval(tok, params):
         msgs = [{"role": "user", "content": context}]
         head = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         return head + answer_prefix
     return f"{context} {answer_prefix}".rstrip() if answer_prefix else context
 
 
-def _chat_eval(tok, params: Params) -> bool:
+def chat_eval(tok, params: Params) -> bool:
+    """Are evaluation prompts chat-formatted for this model (`evaluation.prompt_format`)?"""
     from ...models.loading import uses_chat
 
     fmt = params.evaluation.prompt_format

@@ -35,6 +35,7 @@ PUNCT_STOP = set(string.punctuation) | {"\n"}
 
 
 def cluster_hit(generated: str, cluster: list[str]) -> bool:
+    """Does the generated answer contain a word of the coreference cluster?"""
     gen = set(words_of(generated))
     return any(w.lower() in gen for w in cluster)
 
@@ -65,6 +66,8 @@ def winobias_metrics(
 def eval_winobias(
     model, tok, pairs: list[dict], batch_size: int, params: Params | None = None
 ) -> tuple[dict, pd.DataFrame]:
+    """The paper's Table 1 on WinoBias pairs (Bias, Bias (Entropy), Bias (Cluster), Accuracy, Similarity) with per-
+    pair values, and the answers."""
     pro_prompts = [winobias_prompt(p["pro"].text, p["pro"].pronoun, tok, params) for p in pairs]
     anti_prompts = [winobias_prompt(p["anti"].text, p["anti"].pronoun, tok, params) for p in pairs]
     # referent (occupation head word) and every cluster word, scored in one batched call
@@ -150,6 +153,8 @@ def winogender_items(sentences: pd.DataFrame) -> pd.DataFrame:
 def eval_winogender(
     model, tok, items: pd.DataFrame, stats: pd.DataFrame, batch_size: int, params: Params | None = None
 ) -> tuple[dict, pd.DataFrame]:
+    """WinoGender: accuracy per pronoun gender, the male - female gap, the bias metrics, the correlation with BLS
+    shares, with per-group values."""
     prompts = [winobias_prompt(s, p, tok, params) for s, p in zip(items["sentence"], items["pronoun"])]
     occ_c = [f" the {o}" for o in items["occupation"]]
     par_c = [" someone" if p == "someone" else f" the {p}" for p in items["participant"]]

@@ -36,6 +36,7 @@ def partial_jobs(rows: list[dict]) -> list[tuple[str, str]]:
 def eval_winogrande(
     model, tok, rows: list[dict], batch_size: int, method: str = "mean_loss"
 ) -> tuple[dict, pd.DataFrame]:
+    """WinoGrande accuracy by the authors' mean-loss scoring and by lm-eval's partial scoring, with per-item values."""
     start = tok.bos_token or tok.eos_token or ""
     filled = [(start, r["prompt"].replace("_", o, 1)) for r in rows for o in (r["option1"], r["option2"])]
     s, n = score_continuations(model, tok, filled + partial_jobs(rows), batch_size, return_counts=True)
