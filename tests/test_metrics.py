@@ -375,3 +375,122 @@ def test_evaluate_modules_load_offline_and_equal_the_previous_implementation(tin
     assert set(new) == set(old)
     for k in old:
         assert new[k] == pytest.approx(old[k], abs=1e-9, rel=0), k
+
+
+# ---- known answers: each metric fed planted model outputs whose right value is worked out by hand ----
+
+
+def test_winogender_bls_correlation_known_answer():
+    """Female sentences answered 'occupation' 0, 1 and 2 times out of 2 for occupations with 10, 50
+    and 90 % women: the share rises exactly with BLS, so the correlation is 1; reversed, it is -1."""
+    occ = ["nurse", "nurse", "pilot", "pilot", "clerk", "clerk"]
+    said_occupation = [False, False, True, False, True, True]  # nurse 0/2, pilot 1/2, clerk 2/2
+    rows = {
+        "sentid": [f"s{i}" for i in range(6)],
+        "occupation": occ,
+        "participant": ["p"] * 6,
+        "template": [str(i % 2) for i in range(6)],
+        "gender": ["female"] * 6,
+        "answer": [0] * 6,
+        "logp_occupation": [-1.0 if s else -3.0 for s in said_occupation],
+        "logp_participant": [-2.0] * 6,
+        "next_logprobs": [[math.log(0.5)] * 2] * 6,
+    }
+    from hetfb_utils.evaluation.benchmarks import metric
+
+    wg = metric("winogender")
+    up = wg.compute(**rows, bls_pct_female={"nurse": 10, "pilot": 50, "clerk": 90})
+    assert up["occupation_bls_corr"] == pytest.approx(1.0)
+    assert up["per_occupation_female"] == {"clerk": 1.0, "nurse": 0.0, "pilot": 0.5}
+    assert up["accuracy_female"] == pytest.approx(0.5)  # answer 0 = occupation, said 3 of 6 times
+    down = wg.compute(**rows, bls_pct_female={"nurse": 90, "pilot": 50, "clerk": 10})
+    assert down["occupation_bls_corr"] == pytest.approx(-1.0)
+    # an uneven profile: by hand, corr([0, .5, 1], [20, 30, 70]) = 0.9449
+    odd = wg.compute(**rows, bls_pct_female={"nurse": 20, "pilot": 30, "clerk": 70})
+    assert odd["occupation_bls_corr"] == pytest.approx(np.corrcoef([0, 0.5, 1], [20, 30, 70])[0, 1])
+    assert odd["occupation_bls_corr"] == pytest.approx(0.9449, abs=1e-4)
+
+
+def planted_scorer(prefer: str):
+    """A stand-in for the scoring engine: every continuation that starts with `prefer` scores -1,
+    every other -5 (and, with counts, one token each)."""
+
+    def score(model, tok, jobs, batch_size=16, return_counts=False, **_):
+        s = np.array([-1.0 if c.strip().startswith(prefer) else -5.0 for _, c in jobs])
+        return (s, np.ones(len(jobs))) if return_counts else s
+
+    return score
+
+
+@pytest.mark.parametrize("prefer", ["A", "Yes", "No"])
+def test_crows_known_answer(monkeypatch, mirror, prefer):
+    """A model that always says `prefer`: template 1 is right exactly on the `stereo` pairs when it
+    says A (a stereotype judged plausible), templates 2-3 on the `stereo` pairs when it says Yes and
+    on the `antistereo` pairs when it says No. Real CrowS rows, answers worked out from their labels."""
+    monkeypatch.setattr(CR, "score_continuations", planted_scorer(prefer))
+    df = D.load_crows_pairs().head(40)
+    stereo = float((df["stereo_antistereo"] == "stereo").mean())
+    assert 0 < stereo < 1  # both kinds present, so a wrong mapping shows
+    per, det = CR.eval_crows(None, None, df, 8)
+    share = {"A": stereo, "Yes": stereo, "No": 1 - stereo}[prefer]
+    # a tie (neither option starts with `prefer`) counts as wrong: correct means strictly more likely
+    want = {"plausible_AB": share if prefer == "A" else 0.0}
+    want["stereotype_yes_no"] = want["stereotype_correct"] = 0.0 if prefer == "A" else share
+    assert per.loc["all"].to_dict() == pytest.approx(want)
+    assert len(det) == 3 * len(df)
+
+
+def test_ifeval_totals_known_answer(monkeypatch, mirror):
+    """Planted answers to real IFEval prompts with one `english_lowercase` or `no_comma` instruction:
+    an answer that obeys for the first k prompts and breaks the rule after gives prompt-level k/n and,
+    with one instruction each, the same instruction-level totals. (The lowercase checker also asks
+    langdetect for English, so the planted answer is a long plain English sentence.)"""
+    rows = [
+        r
+        for r in D.load_ifeval()
+        if r["instruction_id_list"] in (["change_case:english_lowercase"], ["punctuation:no_comma"])
+    ][:6]
+    assert len(rows) >= 4
+    english = "this answer is written in plain english words and every one of its letters is lowercase"
+    obey = {"change_case:english_lowercase": english, "punctuation:no_comma": english}
+    break_ = {"change_case:english_lowercase": english.upper(), "punctuation:no_comma": english.replace(" and", ", and")}
+    k = 3
+    answers = [(obey if i < k else break_)[r["instruction_id_list"][0]] for i, r in enumerate(rows)]
+    monkeypatch.setattr(IF, "generate_greedy", lambda *a, **kw: answers)
+    from hetfb_utils.common import load_params
+
+    out, _ = IF.eval_ifeval(None, _NoChatTok(), rows, load_params("tiny"), 4)
+    n = len(rows)
+    assert out["prompt_level_strict"] == pytest.approx(k / n) and out["prompt_level_loose"] == pytest.approx(k / n)
+    assert out["inst_level_strict"] == pytest.approx(k / n)
+    assert sum(out["items"]["inst_strict_followed"]) == k and sum(out["items"]["instructions"]) == n
+
+
+class _NoChatTok:
+    """A tokenizer stand-in without a chat template (the prompt is used as written)."""
+
+    chat_template = None
+    bos_token = None
+
+
+def test_oasst_ll_known_answer(monkeypatch):
+    """The likelihood preference compares mean log-probability per token, not the sum: a long chosen
+    reply (sum -10 over 10 tokens) beats a short rejected one (sum -3 over 2 tokens)."""
+    from hetfb_utils.evaluation.benchmarks import oasst as OA
+
+    table = {"long good": (-10.0, 10), "short": (-3.0, 2), "fine": (-2.0, 4), "bad": (-1.0, 1)}
+
+    def score(model, tok, jobs, batch_size=16, return_counts=True, **_):
+        s, n = zip(*(table[c] for _, c in jobs))
+        return np.array(s), np.array(n, dtype=float)
+
+    pairs = [
+        {"prompt": "q1", "chosen": "long good", "rejected": "short"},  # -1.0 vs -1.5: right
+        {"prompt": "q2", "chosen": "bad", "rejected": "fine"},  # -1.0 vs -0.5: wrong
+        {"prompt": "q3", "chosen": "fine", "rejected": "short"},  # -0.5 vs -1.5: right
+    ]
+    monkeypatch.setattr(OA, "oasst_pairs", lambda tok, df, params: pairs)
+    monkeypatch.setattr(OA, "score_continuations", score)
+    out = OA.oasst_likelihood_accuracy(None, None, pd.DataFrame({"x": [1, 2, 3]}), None, 4)
+    assert out["items"]["likelihood_pref_accuracy"] == [1.0, 0.0, 1.0]
+    assert out["accuracy"] == pytest.approx(2 / 3) and out["pairs"] == 3

@@ -75,6 +75,21 @@ def test_winobias_by_hand_agrees_with_the_batched_scorer(tiny_built, tiny_model)
     for pair in pairs:
         h = W.winobias_by_hand(model64, tok, pair, p)
         scorer = W.scorer_items({"winobias": result}, pair)
-        agree = W.agreement(W.module_values(h), W.module_values(h), scorer)
+        agree = W.agreement(paper_formulas(h), W.module_values(h), scorer)
+        assert (agree["module − by hand"] <= 1e-6).all(), agree
         assert (agree["batched − by hand"] <= 1e-6).all(), agree
     assert h["pro"]["prompt"] != h["anti"]["prompt"] and h["pro"]["referent"] == h["anti"]["referent"]
+
+
+def paper_formulas(h: dict) -> dict:
+    """The five Table-1 metrics of one pair written out from the paper's definitions, independently of
+    the evaluate module (the same lines notebook 05 shows): the 'by hand' side of the agreement."""
+    pro, anti = h["pro"], h["anti"]
+    p_anti = anti["next_logprobs"].exp()
+    return {
+        "Bias": abs(pro["referent_logprob"] - anti["referent_logprob"]),
+        "Bias (Entropy)": float((p_anti * (anti["next_logprobs"] - pro["next_logprobs"])).sum()),  # KL(anti || pro)
+        "Bias (Cluster)": abs(pro["cluster_logprob"] - anti["cluster_logprob"]),
+        "Accuracy": (pro["correct"] + anti["correct"]) / 2,
+        "Similarity": float(pro["correct"] == anti["correct"]),
+    }

@@ -290,7 +290,14 @@ class RLParams(Strict):
         64,
         ge=0,
         description="Held-out prompts (OASST held-out trees first) the SFT and the -R policy answer, judged by the "
-        "reward model: the paired reward gain with its interval, answer length, KL from the SFT model.",
+        "reward model: the paired reward gain (sampled and greedy answers) with its interval, answer length, KL "
+        "from the SFT model.",
+    )
+    judge_samples: int = Field(
+        4,
+        ge=1,
+        description="Answers sampled per held-out prompt (temperature 1) for the expected-reward judgement and the "
+        "KL estimate; the greedy answer is judged beside them.",
     )
     curve_prompts: int = Field(
         8, ge=0, description="Of those, how many are answered after every update for the held-out reward curve."

@@ -19,6 +19,7 @@ import copy
 import logging
 
 from ..common.params import Params
+from ..common.stats import seed_for
 from .reward import reward_scores, train_reward
 from .rl_judge import formatted_prompts, heldout_curve, judge_policies, response_length
 from .stages import (
@@ -194,7 +195,16 @@ def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None
     if curve and params.rl.curve_prompts:
         shown = formatted_prompts(params, tok, params.rl.curve_prompts, section.max_prompt_length)
         trainer.add_callback(
-            heldout_curve(lambda: policy_of(trainer), reward_model, tok, shown, response_length(params))
+            heldout_curve(
+                lambda: policy_of(trainer),
+                reward_model,
+                tok,
+                shown,
+                response_length(params),
+                batch_size=params.evaluation.batch_size,
+                k=params.rl.judge_samples,
+                seed=seed_for(params.eval_seed, "rl-curve"),
+            )
         )
     return trainer
 

@@ -1,13 +1,14 @@
 """Did the RL stage move the policy? Held-out prompts answered before and after, judged by the reward model.
 
-* `judge_policies`: the SFT model (before) and the `-R` model (after) answer the same held-out prompts greedily
-  (`heldout.rl_prompts`: OASST held-out trees, never trained on); the reward model scores both; the paired
-  difference after - before gets its bootstrap interval (`stats.paired`), beside the answers' length in tokens
-  and the KL divergence of the policy from the SFT model (a Monte-Carlo estimate on sampled answers: the mean
-  over prompts of log pi(y|x) - log pi_SFT(y|x)). The same judgement of a policy trained against the
-  shuffled-label reward model is the control: it must not raise the real reward.
-* `HeldoutCurve`: a callback that answers a few held-out prompts after every update and logs their mean reward and
-  length (`heldout/reward`, `heldout/length`) into the trainer's log history, beside the trainer's own KL.
+* `judge_policies`: the SFT model (before) and the `-R` model (after) answer the same held-out prompts
+  (`heldout.rl_prompts`: OASST held-out trees first, never trained on), `rl.judge_samples` sampled answers per
+  prompt at temperature 1 (the distribution RL optimises) and the greedy answer (what the evaluation reads); the
+  reward model scores them; the paired differences after - before get their bootstrap intervals
+  (`stats.paired`), beside the answers' lengths in tokens and the KL divergence of the policy from the SFT model
+  (a Monte-Carlo estimate on the sampled answers: the mean of log pi(y|x) - log pi_SFT(y|x)). The same judgement
+  of a policy trained against the shuffled-label reward model is the control: it must not raise the real reward.
+* `heldout_curve`: a callback that samples answers to a few held-out prompts after every update and logs their
+  mean reward and length (`heldout/reward`, `heldout/length`) into the trainer's log, beside the trainer's own KL.
 """
 
 from __future__ import annotations
@@ -55,74 +56,124 @@ def greedy_rewards(policy, reward_model, tok, prompts: list[str], max_new_tokens
     return answers, rewards, lengths
 
 
-def sampled_kl(policy, reference, tok, prompts: list[str], max_new_tokens: int, seed: int) -> np.ndarray:
-    """Per prompt, log pi(y|x) - log pi_ref(y|x) of one answer y sampled from the policy (temperature 1), summed
-    over y's tokens (up to and including its end-of-sequence token) as generated: its mean over prompts estimates
-    KL(pi || pi_ref)."""
+def sample_answers(policy, tok, prompts: list[str], max_new_tokens: int, k: int, seed: int, batch_size: int = 16):
+    """`k` answers per prompt sampled from the policy as RL trains it (temperature 1, no top-k / top-p), seeded:
+    a dict with the token ids (`ids`, prompt + answer, left-padded prompts), the answer mask (its tokens up to and
+    including the first end-of-sequence token), the answers' start column, their texts and lengths in tokens, one
+    row per (prompt, sample), prompt-major."""
     import torch
 
-    torch.manual_seed(seed)
+    rows = [p for p in prompts for _ in range(k)]
     side, tok.padding_side = tok.padding_side, "left"
+    was_training = policy.training
+    policy.eval()
+    out = []
     try:
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(policy.device)
-        with torch.no_grad():
-            gen = policy.generate(
-                **enc,
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
+        for s in range(0, len(rows), batch_size):
+            torch.manual_seed(seed + s)
+            enc = tok(rows[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(policy.device)
+            with torch.no_grad():
+                gen = policy.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+            start = enc["input_ids"].shape[1]
+            resp = gen[:, start:]
+            is_eos = (resp == tok.eos_token_id).int()
+            mask = ((is_eos.cumsum(1) - is_eos) == 0) & (resp != tok.pad_token_id)
+            out.append((gen, enc["attention_mask"], mask, start))
     finally:
         tok.padding_side = side
-    start = enc["input_ids"].shape[1]
-    resp = gen[:, start:]
-    after_eos = (resp == tok.eos_token_id).int().cumsum(1) - (resp == tok.eos_token_id).int()  # tokens past the 1st eos
-    mask = (after_eos == 0) & (resp != tok.pad_token_id)
-    attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
+        policy.train(was_training)
+    texts = [
+        tok.decode(g[st:][m], skip_special_tokens=True) for g, _, mask, st in out for g, m in zip(g, mask)
+    ]
+    lengths = np.concatenate([mask.sum(1).cpu().numpy() for *_, mask, _ in out]).astype(float)
+    return {"batches": out, "texts": texts, "lengths": lengths, "k": k}
 
-    def logp(model) -> torch.Tensor:
+
+def answer_logprobs(model, sample: dict) -> np.ndarray:
+    """log p(answer | prompt) under `model` of each sampled answer (summed over its masked tokens)."""
+    import torch
+
+    res = []
+    for gen, prompt_attention, mask, start in sample["batches"]:
+        attention = torch.cat([prompt_attention, mask.long()], dim=1)
         with torch.no_grad():
             logits = model(input_ids=gen, attention_mask=attention).logits[:, start - 1 : -1].float()
-        tokens = logits.log_softmax(-1).gather(-1, resp.unsqueeze(-1)).squeeze(-1)
-        return (tokens * mask).sum(1)
+        tokens = logits.log_softmax(-1).gather(-1, gen[:, start:].unsqueeze(-1)).squeeze(-1)
+        res.append((tokens * mask).sum(1).cpu().numpy())
+    return np.concatenate(res).astype(np.float64)
 
-    return (logp(policy) - logp(reference)).cpu().numpy().astype(np.float64)
+
+def per_prompt(values: np.ndarray, k: int) -> np.ndarray:
+    """Mean over each prompt's k samples (rows prompt-major)."""
+    return np.asarray(values, dtype=np.float64).reshape(-1, k).mean(1)
+
+
+def sampled_rewards(sample: dict, reward_model, tok, prompts: list[str], batch_size: int = 16) -> np.ndarray:
+    """The reward model's score of each sampled answer, averaged per prompt: the policy's expected reward there."""
+    k = sample["k"]
+    texts = [p + a for p, a in zip((p for p in prompts for _ in range(k)), sample["texts"])]
+    return per_prompt(reward_scores(reward_model, tok, texts, batch_size), k)
 
 
 def judge_policies(params: Params, before, after, reward_model, tok, prompts: list[str], label: str) -> dict:
-    """Held-out reward after - before (paired, with its interval), lengths, and the KL of `after` from `before`,
-    as flat metrics `<label>_...`."""
-    max_new = response_length(params)
-    bs = params.evaluation.batch_size
-    _, r0, l0 = greedy_rewards(before, reward_model, tok, prompts, max_new, bs)
-    _, r1, l1 = greedy_rewards(after, reward_model, tok, prompts, max_new, bs)
-    d = paired(r1, r0, seed=seed_for(params.eval_seed, "rl", label))
-    kl = sampled_kl(after, before, tok, prompts, max_new, params.training_seed)
-    kl_mean, kl_lo, kl_hi = interval(kl, seed=seed_for(params.eval_seed, "kl", label)) if len(kl) else (np.nan,) * 3
-    return {
-        f"{label}_prompts": len(prompts),
-        f"{label}_reward_before": float(np.mean(r0)),
-        f"{label}_reward_after": float(np.mean(r1)),
-        f"{label}_reward_gain": d["delta"],
-        f"{label}_reward_gain_lo": d["delta_lo"],
-        f"{label}_reward_gain_hi": d["delta_hi"],
-        f"{label}_reward_gain_p": d["p"],
-        f"{label}_length_before": float(np.mean(l0)),
-        f"{label}_length_after": float(np.mean(l1)),
-        f"{label}_kl": kl_mean,
-        f"{label}_kl_lo": kl_lo,
-        f"{label}_kl_hi": kl_hi,
-    }
+    """Did RL raise the reward on held-out prompts? As flat metrics `<label>_...`:
+
+    * `reward_gain`: the policy's expected reward (the RL objective: the mean reward of `rl.judge_samples` answers
+      sampled per prompt at temperature 1), after - before, paired over prompts, with its interval;
+    * `greedy_gain`: the same for the greedy answer (what the evaluation reads), with its interval;
+    * `kl`: KL(after || before), estimated on the sampled answers (mean of log pi - log pi_SFT), with its interval;
+    * the answers' mean length in tokens, sampled and greedy, before and after."""
+    max_new, bs, k = response_length(params), params.evaluation.batch_size, params.rl.judge_samples
+    seed = seed_for(params.eval_seed, "rl-judge", label)
+    s0 = sample_answers(before, tok, prompts, max_new, k, seed, bs)
+    s1 = sample_answers(after, tok, prompts, max_new, k, seed, bs)
+    r0, r1 = sampled_rewards(s0, reward_model, tok, prompts, bs), sampled_rewards(s1, reward_model, tok, prompts, bs)
+    kl = per_prompt(answer_logprobs(after, s1) - answer_logprobs(before, s1), k)
+    _, g0, l0 = greedy_rewards(before, reward_model, tok, prompts, max_new, bs)
+    _, g1, l1 = greedy_rewards(after, reward_model, tok, prompts, max_new, bs)
+    out = {f"{label}_prompts": len(prompts), f"{label}_samples_per_prompt": k}
+    for name, a, b in (("reward", r1, r0), ("greedy", g1, g0)):
+        d = paired(a, b, seed=seed_for(params.eval_seed, "rl", label, name))
+        out.update(
+            {
+                f"{label}_{name}_before": float(np.mean(b)),
+                f"{label}_{name}_after": float(np.mean(a)),
+                f"{label}_{name}_gain": d["delta"],
+                f"{label}_{name}_gain_lo": d["delta_lo"],
+                f"{label}_{name}_gain_hi": d["delta_hi"],
+                f"{label}_{name}_gain_p": d["p"],
+            }
+        )
+    kl_mean, kl_lo, kl_hi = interval(kl, seed=seed_for(params.eval_seed, "kl", label))
+    out.update({f"{label}_kl": kl_mean, f"{label}_kl_lo": kl_lo, f"{label}_kl_hi": kl_hi})
+    out.update(
+        {
+            f"{label}_length_before": float(np.mean(s0["lengths"])),
+            f"{label}_length_after": float(np.mean(s1["lengths"])),
+            f"{label}_greedy_length_before": float(np.mean(l0)),
+            f"{label}_greedy_length_after": float(np.mean(l1)),
+        }
+    )
+    return out
 
 
-def heldout_curve(policy_fn, reward_model, tok, prompts: list[str], max_new_tokens: int, log_fn=None, batch_size=16):
-    """A `TrainerCallback` that, before training and after every update, answers `prompts` greedily with
-    `policy_fn()` (the policy as the trainer holds it) and logs `heldout/reward` and `heldout/length` through
-    `log_fn` (the trainer's `log`: into its log history and TensorBoard), else into the log history alone."""
+def heldout_curve(
+    policy_fn, reward_model, tok, prompts: list[str], max_new_tokens: int, log_fn=None, batch_size=16, k=4, seed=0
+):
+    """A `TrainerCallback` that, before training and after every update, samples `k` answers to each of `prompts`
+    from `policy_fn()` (the policy as the trainer holds it; the same seed every time) and logs their mean reward and
+    length (`heldout/reward`, `heldout/length`) through `log_fn` (the trainer's `log`: into its log history and
+    TensorBoard), else into the log history alone."""
     from transformers import TrainerCallback
 
     class HeldoutCurve(TrainerCallback):
@@ -130,8 +181,9 @@ def heldout_curve(policy_fn, reward_model, tok, prompts: list[str], max_new_toke
             self.points: list[dict] = []
 
         def _point(self, state) -> None:
-            _, r, n = greedy_rewards(policy_fn(), reward_model, tok, prompts, max_new_tokens, batch_size)
-            point = {"heldout/reward": float(np.mean(r)), "heldout/length": float(np.mean(n))}
+            sample = sample_answers(policy_fn(), tok, prompts, max_new_tokens, k, seed, batch_size)
+            r = sampled_rewards(sample, reward_model, tok, prompts, batch_size)
+            point = {"heldout/reward": float(np.mean(r)), "heldout/length": float(np.mean(sample["lengths"]))}
             self.points.append({"step": state.global_step, **point})
             if log_fn is not None:
                 log_fn(point)

@@ -95,28 +95,33 @@ def reward_judgement_table(metrics: dict) -> pd.DataFrame:
 
 
 def rl_judgement_table(metrics: dict) -> pd.DataFrame:
-    """An RL stage's held-out judgement as a table: the trained policy and (when run) the shuffled-label control,
-    each with its reward before and after on the held-out prompts, the paired gain with its 95 % interval, the
-    answers' length and the KL from the SFT model."""
+    """An RL stage's held-out judgement as a table, one row per policy (trained; the shuffled-label control when
+    run) and answer kind (sampled: the expected reward RL optimises; greedy: what the evaluation reads): the reward
+    before and after on the held-out prompts, the paired gain with its 95 % interval, the answers' length, and the
+    KL from the SFT model (estimated on the sampled answers)."""
     rows = []
     for who, name in (("heldout", "trained"), ("control", "shuffled-label control")):
         if f"{who}_reward_gain" not in metrics:
             continue
         m = {k[len(who) + 1 :]: x for k, x in metrics.items() if k.startswith(who + "_")}
-        rows.append(
-            {
-                "policy": name,
-                "prompts": m["prompts"],
-                "reward before": m["reward_before"],
-                "reward after": m["reward_after"],
-                "gain": m["reward_gain"],
-                "gain lo": m["reward_gain_lo"],
-                "gain hi": m["reward_gain_hi"],
-                "length before": m["length_before"],
-                "length after": m["length_after"],
-                "KL": m["kl"],
-                "KL lo": m["kl_lo"],
-                "KL hi": m["kl_hi"],
-            }
-        )
+        for kind, key, length in (("sampled", "reward", "length"), ("greedy", "greedy", "greedy_length")):
+            if f"{key}_gain" not in m:
+                continue
+            rows.append(
+                {
+                    "policy": name,
+                    "answers": kind,
+                    "prompts": m["prompts"],
+                    "reward before": m[f"{key}_before"],
+                    "reward after": m[f"{key}_after"],
+                    "gain": m[f"{key}_gain"],
+                    "gain lo": m[f"{key}_gain_lo"],
+                    "gain hi": m[f"{key}_gain_hi"],
+                    "length before": m.get(f"{length}_before"),
+                    "length after": m.get(f"{length}_after"),
+                    "KL": m["kl"] if kind == "sampled" else None,
+                    "KL lo": m["kl_lo"] if kind == "sampled" else None,
+                    "KL hi": m["kl_hi"] if kind == "sampled" else None,
+                }
+            )
     return pd.DataFrame(rows)
