@@ -37,7 +37,15 @@ def test_two_processes_train_sft_like_one_with_the_same_effective_batch(tiny_bui
     """One process at batch 4 and two processes at batch 2 see the same rows per step (same token
     counts) and log the same losses up to the order of the gradient reduction; launched the way
     the notebooks launch it (`training.launcher: accelerate`)."""
-    common = ["sft.args.max_steps=6", "sft.lora.lora_dropout=0.0", "sft.args.per_device_eval_batch_size=3"]
+    # 6 held-out rows one at a time: the Trainer's eval loss is a mean of per-batch token means, and accelerate
+    # pads a short last batch with rows from the start, so only whole single-row batches give one mean at any
+    # world size
+    common = [
+        "sft.args.max_steps=6",
+        "sft.lora.lora_dropout=0.0",
+        "sft.args.per_device_eval_batch_size=1",
+        "sft.eval_max_rows=6",
+    ]
     one, _ = fresh_run(tiny_built, tmp_path / "one", *common, "sft.args.per_device_train_batch_size=4")
     two, ov = fresh_run(
         tiny_built,
@@ -54,8 +62,12 @@ def test_two_processes_train_sft_like_one_with_the_same_effective_batch(tiny_bui
     l1, l2 = losses(one, "hd-1.0", "sft"), losses(two, "hd-1.0", "sft")
     assert [r["num_tokens"] for r in l1] == [r["num_tokens"] for r in l2]
     assert [r["loss"] for r in l2] == pytest.approx([r["loss"] for r in l1], abs=2e-3)
-    assert m2["metrics"]["base_eval_loss"] == pytest.approx(m1["metrics"]["base_eval_loss"], abs=1e-4)
-    assert m2["metrics"]["eval_loss"] == pytest.approx(m1["metrics"]["eval_loss"], abs=2e-3)
+    # the same 6 held-out rows, scored by the same model: the distributed evaluation reduces the gathered losses
+    # in another order and grouping (measured gap 4e-3 on a loss of 6.25); other rows or another model move it
+    # by 1e-1 on this tiny model
+    assert m2["metrics"]["eval_rows"] == m1["metrics"]["eval_rows"] == 6
+    assert m2["metrics"]["base_eval_loss"] == pytest.approx(m1["metrics"]["base_eval_loss"], abs=1e-2)
+    assert m2["metrics"]["eval_loss"] == pytest.approx(m1["metrics"]["eval_loss"], abs=1e-2)
     assert (stages.stage_dir(two, "hd-1.0", "sft") / "adapter_model.safetensors").is_file()
 
 
@@ -107,7 +119,7 @@ def test_two_processes_reward_ppo_and_dpo(tiny_built, tmp_path):
         man = json.loads((d / "manifest.json").read_text())
         assert man["world_size"] == 2 and (d / "adapter_model.safetensors").is_file(), stage
         assert not (d / "checkpoints").exists()
-    assert ppo["metrics"]["updates"] >= 1 and ppo["metrics"]["probe_prompts"] >= 1
+    assert ppo["metrics"]["updates"] >= 1 and ppo["metrics"]["heldout_prompts"] >= 1
 
 
 def test_only_rank_zero_writes(tiny_built, tmp_path, monkeypatch):

@@ -346,3 +346,32 @@ def test_a_killed_selection_loses_nothing(tiny_overrides, tmp_path):
     assert set(again["stages"]) == {"01_data_union.ipynb", "02_quality_diversity_selection.ipynb"}
     assert all(s["status"] == "done" for s in again["stages"].values())
     assert again["data_hashes"] == hashes and json.loads(man_path.read_text())["stages"] == again["stages"]
+
+
+def test_custom_sources_without_a_held_out_slice_name_the_key(tiny_overrides, tmp_path, mirror):
+    """Only custom sources (no held-out pool) and `reward.eval_fraction` 0: the reward stage says which key to set
+    instead of judging the reward model on nothing; with the key set, it is judged on the held-out slice."""
+    from conftest import write_mix_files
+
+    from hetfb_utils.training.reward import judged_pairs, reward_split
+
+    files = write_mix_files(tmp_path / "data", mirror, n=20)
+    src = f"data.sources=[{{name: chat, type: pairwise, path: {files['pairwise']}}}]"
+    tiny_overrides = [*tiny_overrides, "selection.wino_variant=false"]
+    p = load_params("tiny", [*tiny_overrides, src])
+    with pytest.raises(ParamsError, match=r"reward.eval_fraction.*\(chat\)"):
+        judged_pairs(p, None)
+    p = load_params("tiny", [*tiny_overrides, src, "reward.eval_fraction=0.2"])
+    from datasets import Dataset
+
+    union = data.build_union(p, progress=False).union
+    _, own = reward_split(p, Dataset.from_pandas(union, preserve_index=False))
+    assert len(judged_pairs(p, own)) == len(own) > 0
+
+
+def test_no_seed_group_names_the_command_that_makes_one(tiny_overrides):
+    """Notebook 06 without `runs` and no finished seed runs: one error with the `make seeds` command."""
+    from hetfb_utils.pipeline import finished_seed_runs
+
+    with pytest.raises(RunReadError, match=r"0 finished run\(s\) named tiny-s<seed>.*make seeds PARAMS=tiny"):
+        finished_seed_runs("tiny", tiny_overrides)

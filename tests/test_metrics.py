@@ -453,7 +453,10 @@ def test_ifeval_totals_known_answer(monkeypatch, mirror):
     assert len(rows) >= 4
     english = "this answer is written in plain english words and every one of its letters is lowercase"
     obey = {"change_case:english_lowercase": english, "punctuation:no_comma": english}
-    break_ = {"change_case:english_lowercase": english.upper(), "punctuation:no_comma": english.replace(" and", ", and")}
+    break_ = {
+        "change_case:english_lowercase": english.upper(),
+        "punctuation:no_comma": english.replace(" and", ", and"),
+    }
     k = 3
     answers = [(obey if i < k else break_)[r["instruction_id_list"][0]] for i, r in enumerate(rows)]
     monkeypatch.setattr(IF, "generate_greedy", lambda *a, **kw: answers)

@@ -237,7 +237,7 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
 
     from hetfb_utils.analysis import comparison
     from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
-    from hetfb_utils.pipeline.seeds import run_seeds
+    from hetfb_utils.pipeline.seeds import finished_seed_runs, run_seeds
 
     over = tiny_overrides + [
         f"cache_dir={tmp_path / 'own-cache'}",
@@ -272,6 +272,8 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     assert (Path(over[0].split("=", 1)[1]) / "grp-s44" / "eval" / "results.json").is_file()
     runs = run_seeds("params/tiny.yaml", [42, 43], over, log=lambda *_: None)  # done: read back, nothing trains
     assert [Path(r).name for r in runs] == ["grp-s42", "grp-s43"]
+    # notebook 06's default: the finished seed runs, in seed order (s44 the replication's)
+    assert [Path(r).name for r in finished_seed_runs("params/tiny.yaml", over)] == ["grp-s42", "grp-s43", "grp-s44"]
     second = json.loads((Path(runs[1]) / "manifest.json").read_text())
     for nb in ("01_data_union.ipynb", "02_quality_diversity_selection.ipynb"):
         assert second["stages"][nb]["reused_from"]["run"] == "grp-s42", second["stages"][nb]
@@ -351,6 +353,7 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         f"data.sources={MIXES[mix](files)}",
         "selection.wino_variant=false",
         "selection.n_clusters=2",
+        "reward.eval_fraction=0.2",  # custom sources have no held-out pool: the reward model is judged on this
     ]
     only = None if mix == "numeric-and-pairwise" else ["data", "selection"]  # one mix runs the whole chain
     man = execute("params/tiny.yaml", over, only=only, log=lambda *_: None)

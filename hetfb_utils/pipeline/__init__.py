@@ -15,12 +15,13 @@ and what the notebooks call to set up and to show their worked examples.
 from .launch import accelerate_command, run_training, train_stage
 from .notebook import start
 from .runner import STAGES, execute
-from .seeds import run_seeds, seeds_and_compare
+from .seeds import finished_seed_runs, run_seeds, seeds_and_compare
 
 __all__ = [
     "STAGES",
     "accelerate_command",
     "execute",
+    "finished_seed_runs",
     "run_seeds",
     "run_training",
     "seeds_and_compare",

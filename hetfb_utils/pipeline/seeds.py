@@ -36,6 +36,24 @@ def run_seeds(params_file: str, seeds: list[int], overrides: list[str] | None = 
     return runs
 
 
+def finished_seed_runs(params_file: str, overrides: list[str] | None = None) -> list[str]:
+    """The finished runs `<run_name>-s<seed>` of `params_file` under its output root (what `make seeds` made),
+    in seed order; one error with the command that makes them when there are fewer than two."""
+    from ..common.errors import RunReadError
+
+    p = load_params(params_file, overrides)
+    found = sorted(
+        (d for d in p.run_dir.parent.glob(f"{p.run_name}-s*") if (d / "manifest.json").is_file()),
+        key=lambda d: int(d.name.rsplit("-s", 1)[1]) if d.name.rsplit("-s", 1)[1].isdigit() else 1 << 30,
+    )
+    if len(found) < 2:
+        raise RunReadError(
+            f"{p.run_dir.parent}: {len(found)} finished run(s) named {p.run_name}-s<seed>; a seed group needs two "
+            f'or more: `make seeds PARAMS={params_file} SEEDS="42 43 44 45"`, or set `runs` to run directories'
+        )
+    return [str(d) for d in found]
+
+
 def seeds_and_compare(
     params_file: str,
     seeds: list[int],

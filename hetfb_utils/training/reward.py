@@ -131,6 +131,15 @@ def judged_pairs(params: Params, own_heldout) -> pd.DataFrame:
         own = own_heldout.to_pandas()
         own = own[~own["source"].isin(set(pool["source"]))]
         pool = pd.concat([pool, own[[c for c in COLUMNS if c in own]]], ignore_index=True)
+    if not len(pool):
+        from ..common.errors import ParamsError
+
+        names = ", ".join(s.name for s in params.data.sources)
+        raise ParamsError(
+            f"reward.eval_fraction: the reward model would be judged on no pairs: the sources ({names}) have no "
+            "held-out pool (only oasst, winobias and winogrande do) and `reward.eval_fraction` is 0. Set "
+            "`reward.eval_fraction` (e.g. 0.2) to hold out that share of the variant by whole groups."
+        )
     return pool
 
 

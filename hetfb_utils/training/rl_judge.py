@@ -92,9 +92,7 @@ def sample_answers(policy, tok, prompts: list[str], max_new_tokens: int, k: int,
     finally:
         tok.padding_side = side
         policy.train(was_training)
-    texts = [
-        tok.decode(g[st:][m], skip_special_tokens=True) for g, _, mask, st in out for g, m in zip(g, mask)
-    ]
+    texts = [tok.decode(g[st:][m], skip_special_tokens=True) for g, _, mask, st in out for g, m in zip(g, mask)]
     lengths = np.concatenate([mask.sum(1).cpu().numpy() for *_, mask, _ in out]).astype(float)
     return {"batches": out, "texts": texts, "lengths": lengths, "k": k}
 
