@@ -58,10 +58,23 @@ def reward_pool(params: Params) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True) if len(df) else pd.DataFrame(columns=COLUMNS)
 
 
-def rl_prompts(params: Params, n: int) -> pd.DataFrame:
+def rl_prompts(params: Params, n: int, own=None) -> pd.DataFrame:
     """`n` held-out prompts (prompt, context, source) for the RL stage's before/after judgement: OASST held-out
-    trees first (instructions a policy answers), then the rest of the reward pool."""
-    pool = reward_pool(params).drop_duplicates(["context", "prompt"])
+    trees first (instructions a policy answers), then the rest of the reward pool, then `own` (the variant's own
+    held-out rows, a `datasets.Dataset`: sources without a pool, held out of RL training by `rl_rows`)."""
+    pool = reward_pool(params)
+    if own is not None and len(own):
+        own = own.to_pandas()
+        own = own[~own["source"].isin(set(pool["source"]))]
+        pool = pd.concat([pool, own[[c for c in COLUMNS if c in own]]], ignore_index=True)
+    pool = pool.drop_duplicates(["context", "prompt"])
+    if not len(pool):
+        from ..common.errors import ParamsError
+
+        raise ParamsError(
+            "reward.eval_fraction: the RL stage would be judged on no held-out prompts: the sources have no "
+            "held-out pool (only oasst, winobias and winogrande do). Set `reward.eval_fraction` (e.g. 0.2)."
+        )
     order = pool["source"].map(lambda s: 0 if _is_oasst(params, s) else 1)
     return pool.assign(_o=order).sort_values("_o", kind="stable").head(n)[["prompt", "context", "source"]]
 

@@ -20,7 +20,8 @@ import logging
 
 from ..common.params import Params
 from ..common.stats import seed_for
-from .reward import reward_scores, train_reward
+from .heldout import reward_pool
+from .reward import reward_scores, reward_split, train_reward
 from .rl_judge import formatted_prompts, heldout_curve, judge_policies, response_length
 from .stages import (
     StageRun,
@@ -177,6 +178,19 @@ def policy_of(trainer):
     return getattr(trainer, "policy_model", None) or trainer.model
 
 
+def rl_rows(params: Params, run: StageRun):
+    """(training rows, held-out rows or None) of a PPO / RLOO stage. Where the run's sources have a held-out pool
+    (`heldout.reward_pool`), RL trains on every row of the variant (up to `max_rows`) and is judged on the pool;
+    where some source has none (custom sources), the rows the reward model was judged on (`reward.eval_fraction`)
+    are held out of RL training too, and its before/after judgement reads their prompts."""
+    section = getattr(params.rl, run.stage)
+    covered = set(reward_pool(params)["source"])
+    if all(s.name in covered for s in params.data.sources):
+        return split_rows(run.ds, 0.0, params.data_seed, section.max_rows)[0], None
+    train, own = reward_split(params, run.ds)
+    return split_rows(train, 0.0, params.data_seed, section.max_rows)[0], own
+
+
 def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None, curve: bool = True):
     """The trainer of a begun PPO / RLOO stage (`run.stage`): its config (`params.rl.<stage>.args`), the variant's
     prompts, the trainer as `ppo_trainer` / `rloo_trainer` build it and, with `curve`, the held-out reward curve
@@ -184,7 +198,7 @@ def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None
     config, prompts_of, build = BUILDERS[run.stage]
     out = out or run.out
     section = getattr(params.rl, run.stage)
-    train, _ = split_rows(run.ds, 0.0, params.data_seed, section.max_rows)
+    train, own = rl_rows(params, run)
     prompts = prompts_of(params, train, tok)
     label = run.stage.upper() + (" control" if reward_dir else "")
     callbacks = stage_callbacks(label, run.variant, out)
@@ -193,7 +207,7 @@ def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None
     )
     run.metrics["prompts"] = len(prompts)
     if curve and params.rl.curve_prompts:
-        shown = formatted_prompts(params, tok, params.rl.curve_prompts, section.max_prompt_length)
+        shown = formatted_prompts(params, tok, params.rl.curve_prompts, section.max_prompt_length, own)
         trainer.add_callback(
             heldout_curve(
                 lambda: policy_of(trainer),
@@ -217,7 +231,8 @@ def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
 
     save_adapter(policy_of(trainer), run.out)
     section = getattr(params.rl, run.stage)
-    judged = formatted_prompts(params, tok, params.rl.heldout_prompts, section.max_prompt_length)
+    own = rl_rows(params, run)[1]
+    judged = formatted_prompts(params, tok, params.rl.heldout_prompts, section.max_prompt_length, own)
     sft_dir, rm_dir = stage_dir(params, run.variant, "sft"), stage_dir(params, run.variant, "reward")
     reward_model, before = load_reward_model(params, sft_dir, rm_dir), load_causal_lm(params, [sft_dir])
     run.metrics["updates"] = trainer.state.global_step

@@ -31,13 +31,14 @@ def response_length(params: Params) -> int:
     return int(given if given is not None else config_class(stage).__dataclass_fields__[field].default)
 
 
-def formatted_prompts(params: Params, tok, n: int, max_prompt_tokens: int) -> list[str]:
-    """`n` held-out prompts through the chat template, each cut to its last `max_prompt_tokens` tokens."""
+def formatted_prompts(params: Params, tok, n: int, max_prompt_tokens: int, own=None) -> list[str]:
+    """`n` held-out prompts (`heldout.rl_prompts`; `own`: the variant's held-out rows of sources without a pool)
+    through the chat template, each cut to its last `max_prompt_tokens` tokens."""
     from ..models.loading import format_prompt
     from .heldout import rl_prompts
 
     out = []
-    for _, r in rl_prompts(params, n).iterrows():
+    for _, r in rl_prompts(params, n, own).iterrows():
         ids = tok(format_prompt(tok, r["prompt"], r["context"], params), add_special_tokens=False).input_ids
         out.append(tok.decode(ids[-max_prompt_tokens:]))
     return out
