@@ -368,3 +368,11 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         t1 = pd.read_csv(run / "tables" / "table1_winobias.csv")
         assert list(t1["model"]) == ["Base", "HD-1.0-S", "HD-1.0-R"]
         assert (run / "notebooks" / "04_reward_model_ppo.ipynb").is_file()
+        # no held-out pool: the reward model's held-out slice is held out of RL training and judges it
+        from hetfb_utils.selection import load_variant
+
+        p = load_params("tiny", over)
+        rm = json.loads((run / "models" / "hd-1.0" / "reward" / "manifest.json").read_text())["metrics"]
+        rl = json.loads((run / "models" / "hd-1.0" / p.rl.algorithm / "manifest.json").read_text())["metrics"]
+        held = rm["eval_accuracy_pairs"]
+        assert held > 0 and rl["prompts"] <= len(load_variant(p, "hd-1.0")) - held

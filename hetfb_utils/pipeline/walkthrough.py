@@ -211,18 +211,16 @@ def answers(params: Params, prompt: str, models: dict[str, list], max_new_tokens
 
 # --------------------------------------------------------------------------- 04: reward model, PPO
 def reward_example(params: Params, variant: str) -> dict:
-    """The first held-out pair a reward model of the run is judged on (`training.reward_pool`), formatted as the
-    reward model reads it."""
+    """The first held-out pair the variant's reward model is judged on (`training.judged_pairs`: the run's
+    held-out pool, else the variant's own held-out slice), formatted as the reward model reads it."""
     from datasets import Dataset
 
     from ..models.loading import base_model_path, load_tokenizer
-    from ..training.heldout import reward_pool
-    from ..training.reward import reward_config
+    from ..selection import load_variant
+    from ..training.reward import judged_pairs, reward_config, reward_split
     from ..training.stages import preference_rows, stage_dir
 
-    pool = reward_pool(params).head(1)
-    if pool.empty:
-        raise ValueError("the run's sources have no held-out pairs (no OASST, WinoBias or WinoGrande source)")
+    pool = judged_pairs(params, reward_split(params, load_variant(params, variant))[1]).head(1)
     tok = load_tokenizer(base_model_path(params))
     max_len = reward_config(params, stage_dir(params, variant, "reward") / "checkpoints").max_length or 512
     row = preference_rows(Dataset.from_pandas(pool, preserve_index=False), tok, params, max_len)[0]
