@@ -22,6 +22,7 @@ import pandas as pd
 from ..common.params import Params
 
 COLUMNS = ["prompt_id", "group_id", "source", "prompt", "context", "chosen", "rejected"]
+POOL_TYPES = ("oasst", "winobias", "winogrande")  # the source types `reward_pool` draws held-out pairs for
 
 
 def _draw(rows: list[dict], n: int | None, seed: str) -> list[dict]:
@@ -58,23 +59,37 @@ def reward_pool(params: Params) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True) if len(df) else pd.DataFrame(columns=COLUMNS)
 
 
-def rl_prompts(params: Params, n: int, own=None) -> pd.DataFrame:
-    """`n` held-out prompts (prompt, context, source) for the RL stage's before/after judgement: OASST held-out
-    trees first (instructions a policy answers), then the rest of the reward pool, then `own` (the variant's own
-    held-out rows, a `datasets.Dataset`: sources without a pool, held out of RL training by `rl_rows`)."""
+def has_pool(params: Params) -> bool:
+    """Whether every source of the run has a held-out pool (`reward_pool`: oasst, winobias, winogrande do)."""
+    return all(s.type in POOL_TYPES for s in params.data.sources)
+
+
+def judged_pool(params: Params, own=None) -> pd.DataFrame:
+    """The held-out pairs a variant's reward model and RL stage are judged on: the run's pool (`reward_pool`), and
+    `own` (the variant's held-out rows, a `datasets.Dataset` or None) of the sources the pool does not cover. One
+    clear error naming `reward.eval_fraction` when that leaves nothing."""
     pool = reward_pool(params)
     if own is not None and len(own):
         own = own.to_pandas()
         own = own[~own["source"].isin(set(pool["source"]))]
         pool = pd.concat([pool, own[[c for c in COLUMNS if c in own]]], ignore_index=True)
-    pool = pool.drop_duplicates(["context", "prompt"])
     if not len(pool):
         from ..common.errors import ParamsError
 
+        names = ", ".join(s.name for s in params.data.sources)
         raise ParamsError(
-            "reward.eval_fraction: the RL stage would be judged on no held-out prompts: the sources have no "
-            "held-out pool (only oasst, winobias and winogrande do). Set `reward.eval_fraction` (e.g. 0.2)."
+            f"reward.eval_fraction: the reward model would be judged on no pairs: the sources ({names}) have no "
+            "held-out pool (only oasst, winobias and winogrande do) and `reward.eval_fraction` is 0. Set "
+            "`reward.eval_fraction` (e.g. 0.2) to hold out that share of the variant by whole groups."
         )
+    return pool
+
+
+def rl_prompts(params: Params, n: int, own=None) -> pd.DataFrame:
+    """`n` held-out prompts (prompt, context, source) for the RL stage's before/after judgement, from `judged_pool`
+    (`own`: the variant's held-out rows, kept out of RL training by `rl.rl_rows`): OASST held-out trees first
+    (instructions a policy answers), then the rest."""
+    pool = judged_pool(params, own).drop_duplicates(["context", "prompt"])
     order = pool["source"].map(lambda s: 0 if _is_oasst(params, s) else 1)
     return pool.assign(_o=order).sort_values("_o", kind="stable").head(n)[["prompt", "context", "source"]]
 

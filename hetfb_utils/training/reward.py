@@ -123,24 +123,10 @@ def reward_split(params: Params, ds):
 
 def judged_pairs(params: Params, own_heldout) -> pd.DataFrame:
     """The pairs a reward model is judged on: the run's held-out pool, and the variant's own held-out rows of
-    sources the pool does not cover."""
-    from .heldout import COLUMNS, reward_pool
+    sources the pool does not cover (`heldout.judged_pool`)."""
+    from .heldout import judged_pool
 
-    pool = reward_pool(params)
-    if own_heldout is not None and len(own_heldout):
-        own = own_heldout.to_pandas()
-        own = own[~own["source"].isin(set(pool["source"]))]
-        pool = pd.concat([pool, own[[c for c in COLUMNS if c in own]]], ignore_index=True)
-    if not len(pool):
-        from ..common.errors import ParamsError
-
-        names = ", ".join(s.name for s in params.data.sources)
-        raise ParamsError(
-            f"reward.eval_fraction: the reward model would be judged on no pairs: the sources ({names}) have no "
-            "held-out pool (only oasst, winobias and winogrande do) and `reward.eval_fraction` is 0. Set "
-            "`reward.eval_fraction` (e.g. 0.2) to hold out that share of the variant by whole groups."
-        )
-    return pool
+    return judged_pool(params, own_heldout)
 
 
 def reward_config(params: Params, output_dir):

@@ -20,7 +20,7 @@ import logging
 
 from ..common.params import Params
 from ..common.stats import seed_for
-from .heldout import reward_pool
+from .heldout import has_pool
 from .reward import reward_scores, reward_split, train_reward
 from .rl_judge import formatted_prompts, heldout_curve, judge_policies, response_length
 from .stages import (
@@ -180,12 +180,11 @@ def policy_of(trainer):
 
 def rl_rows(params: Params, run: StageRun):
     """(training rows, held-out rows or None) of a PPO / RLOO stage. Where the run's sources have a held-out pool
-    (`heldout.reward_pool`), RL trains on every row of the variant (up to `max_rows`) and is judged on the pool;
+    (`heldout.has_pool`), RL trains on every row of the variant (up to `max_rows`) and is judged on the pool;
     where some source has none (custom sources), the rows the reward model was judged on (`reward.eval_fraction`)
     are held out of RL training too, and its before/after judgement reads their prompts."""
     section = getattr(params.rl, run.stage)
-    covered = set(reward_pool(params)["source"])
-    if all(s.name in covered for s in params.data.sources):
+    if has_pool(params):
         return split_rows(run.ds, 0.0, params.data_seed, section.max_rows)[0], None
     train, own = reward_split(params, run.ds)
     return split_rows(train, 0.0, params.data_seed, section.max_rows)[0], own
