@@ -83,7 +83,8 @@ def seeds_and_compare(
     with atomic_path(d / "replication.csv") as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(
-        table.to_markdown(index=False, floatfmt=".4g") + f"\n\n_new seeds: {new_runs} · git {git_commit()}_\n",
+        table.to_markdown(index=False, floatfmt=".4g")
+        + f"\n\n_new seeds: {', '.join(Path(r).name for r in new_runs)} · git {git_commit()}_\n",
         d / "replication.md",
     )
     counts = table["status"].value_counts().to_dict()
