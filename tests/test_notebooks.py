@@ -269,6 +269,7 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     rep = pd.read_csv(tmp_path / "cmp0" / "replication.csv")  # the claims re-scored on a new seed, s44
     assert set(rep["new_seeds"].dropna()) <= {"s44"} and len(rep) == 11
     assert set(rep["status"]) <= {"replicated", "not replicated", "reversed", "not tested"}
+    assert "new_p_holm" in rep.columns  # the new seeds' verdicts are Holm-adjusted, and say so
     footer = (tmp_path / "cmp0" / "replication.md").read_text().rstrip().splitlines()[-1]
     assert footer.startswith("_new seeds: grp-s44 · git ") and str(tmp_path) not in footer, footer
     assert (Path(over[0].split("=", 1)[1]) / "grp-s44" / "eval" / "results.json").is_file()

@@ -5,6 +5,8 @@ new seeds (the next K integers after the group's largest seed; the data draw and
 same), scores the claims on the new seeds alone, and writes `replication.{csv,md}` beside the group's claims:
 
 * `inside`: the new seeds' estimate lies inside the group's interval;
+* `new_p_holm`: the new seeds' p, Holm-adjusted across the claims as the group's are (a new interval that excludes 0
+  can still be "not distinguishable" after the adjustment);
 * `status`: **replicated** (the new seeds give the same verdict), **not replicated** (another verdict, e.g. not
   distinguishable), **reversed** (the opposite verdict: supported against contradicted);
 * `printed`: what the README and RESULTS.md print: the verdict when it replicated, "not distinguishable (did not
@@ -65,6 +67,7 @@ def replication_table(original: pd.DataFrame, new: pd.DataFrame, new_seeds: list
                 "new_lo": n["lo"],
                 "new_hi": n["hi"],
                 "new_verdict": n["verdict"],
+                "new_p_holm": n.get("p_holm"),
                 "inside": bool(o["lo"] <= n["estimate"] <= o["hi"]),
                 "status": status,
                 "printed": printed,

@@ -208,7 +208,8 @@ def claims_block(compare_dir: Path) -> str:
             verdict = x["printed"]
             if x["status"] not in ("not tested",):
                 new = fmt_ci(x["new_estimate"], x["new_lo"], x["new_hi"]) if pd.notna(x.get("new_estimate")) else "–"
-                status = f"{x['status']} on {x['new_seeds']}: {x['new_verdict']}, {new}"
+                holm = f", Holm p {x['new_p_holm']:.2g}" if pd.notna(x.get("new_p_holm")) else ""
+                status = f"{x['status']} on {x['new_seeds']}: {x['new_verdict']}, {new}{holm}"
         rows.append(
             {
                 "claim": f"{r['id']}: {r['claim']}",
@@ -216,6 +217,7 @@ def claims_block(compare_dir: Path) -> str:
                 + (f" ({r['tests']})" if isinstance(r.get("tests"), str) and "not the paper" in r["tests"] else ""),
                 "verdict": f"**{verdict}**",
                 "difference [95 % CI]": interval,
+                "p (Holm)": f"{r['p_holm']:.2g}" if pd.notna(r.get("p_holm")) else "–",
                 "evidence": r["conclusion"],
                 "replication": status,
                 "detectable at 80 %": det,
