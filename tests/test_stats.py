@@ -168,7 +168,7 @@ def test_recipe_level_separates_a_recipe_effect_from_one_lucky_seed(tiny):
 
 
 def test_holm_adjustment_known_answer():
-    from hetfb_utils.analysis.claims import holm
+    from hetfb_utils.common.stats import holm
 
     # sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 -> kept at 0.06 (step-down monotone)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
@@ -234,3 +234,27 @@ def test_a_claim_scored_on_another_comparison_says_so(tiny):
     c = Claim("Z", "filtered beats full", "test", (("HD-0.6-R", "HD-1.0-R"), ("HD-0.2-S", "Base")), "Bias", "lower")
     row = score_claims(_claim_groups(tiny, -0.2, 0.0), [c]).iloc[0]
     assert row["comparison"] == "HD-0.2-S − Base" and row["tests"].startswith("not the paper's HD-0.6-R − HD-1.0-R")
+
+
+def test_per_variant_stage_verdicts_are_holm_adjusted_across_the_variants(tmp_path):
+    """Three variants' PPO gains, raw p 0.01 / 0.04 / 0.03: each 'CI above 0' alone, but after Holm across the
+    three (0.03, 0.06, 0.06) only the first raised held-out reward; a negative gain never counts as raised."""
+    import json
+
+    from hetfb_utils.common import load_params
+    from hetfb_utils.training.stages import stage_dir
+    from hetfb_utils.training.summary import training_summary
+
+    p = load_params("tiny", [f"output_root={tmp_path}"])
+    gains = {"wino": (1.0, 0.01), "hd-0.5": (0.8, 0.04), "hd-1.0": (-0.9, 0.03)}
+    for v, (gain, pv) in gains.items():
+        d = stage_dir(p, v, "ppo")
+        d.mkdir(parents=True)
+        metrics = {"heldout_reward_gain": gain, "heldout_reward_gain_p": pv, "heldout_reward_gain_lo": gain / 10}
+        (d / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+    df = training_summary(p).set_index("variant")
+    assert df["ppo.raised_heldout_reward (Holm p < 0.05 across variants)"].to_dict() == {
+        "wino": True,
+        "hd-0.5": False,
+        "hd-1.0": False,
+    }

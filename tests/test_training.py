@@ -14,7 +14,7 @@ import torch
 from hetfb_utils.common import load_params
 from hetfb_utils.models import base_model_path, load_causal_lm, load_reward_model, load_tokenizer
 from hetfb_utils.models.scoring import score_continuations
-from hetfb_utils.training import lora_config, reward, reward_head, rl, sft, stages
+from hetfb_utils.training import lora_config, reward, reward_head, rl, rl_judge, sft, stages
 
 NO_REUSE = "training.reuse_stages=false"
 
@@ -63,8 +63,28 @@ def test_every_stage_trains_and_writes_adapter_and_manifest(trained):
         for who in ("heldout", "control"):  # the trained policy and the shuffled-label control, judged alike
             assert m[f"{who}_reward_gain_lo"] <= m[f"{who}_reward_gain"] <= m[f"{who}_reward_gain_hi"]
             assert math.isfinite(m[f"{who}_kl"]) and m[f"{who}_length_after"] >= 0
+        for key in ("reward_before", "greedy_before", "length_before"):  # one SFT side, shared by run and control
+            assert m[f"heldout_{key}"] == m[f"control_{key}"]
         log = json.loads((stages.stage_dir(p, "hd-0.5", stage) / "log_history.json").read_text())
         assert len([r for r in log if "heldout/reward" in r]) == m["updates"] + 1  # before, and after each update
+
+
+def test_rl_judge_of_a_policy_against_itself_is_zero_and_scores_answers_like_the_full_logits(tiny_built, tiny_model):
+    p, (model, tok) = tiny_built[0], tiny_model
+    prompts = ["Say something kind.", "The developer argued with the designer because", "Hi"]
+    state = torch.get_rng_state()
+    sample = rl_judge.sample_answers(model, tok, prompts, 6, 2, seed=0, batch_size=4)
+    assert torch.equal(torch.get_rng_state(), state)  # the curve samples inside training: the trainer's RNG untouched
+    reference = []  # every position's logits, the answer's read off: what `logits_to_keep` must reproduce
+    for gen, prompt_attention, mask, start in sample["batches"]:
+        with torch.no_grad():
+            logits = model(input_ids=gen, attention_mask=torch.cat([prompt_attention, mask.long()], 1)).logits
+        lp = logits[:, start - 1 : -1].float().log_softmax(-1).gather(-1, gen[:, start:].unsqueeze(-1)).squeeze(-1)
+        reference.append((lp * mask).sum(1).numpy())
+    assert np.allclose(rl_judge.answer_logprobs(model, sample), np.concatenate(reference), atol=1e-5)
+    m = rl_judge.judge_policies(p, model, model, load_reward_model(p, None), tok, prompts, "self")
+    assert m["self_reward_gain"] == 0 and m["self_greedy_gain"] == 0 and abs(m["self_kl"]) < 1e-6
+    assert m["self_length_before"] == m["self_length_after"] > 0
 
 
 def test_adapters_change_the_model(trained):

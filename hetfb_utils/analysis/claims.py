@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
+from ..common.stats import holm
 from .design import detectable_effect
 from .multiboot import contrast
 from .recipes import arms_for, conclusion_kind
@@ -157,18 +157,6 @@ def verdict(p_holm: float, p_supported: float, p_contradicted: float, alpha: flo
     if not p_holm < alpha:
         return "not distinguishable"
     return "supported" if p_supported <= p_contradicted else "contradicted"
-
-
-def holm(p: list[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (scipy's `false_discovery_control` is BH; Holm is written here)."""
-    p = np.asarray(p, dtype=np.float64)
-    order = np.argsort(p)
-    adj = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adj[i] = running
-    return adj
 
 
 def _find(groups: list[SeedGroup], claim: Claim):

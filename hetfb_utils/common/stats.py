@@ -210,3 +210,15 @@ def fmt_ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{value:.{digits}g}"
     return f"{value:.{digits}g} [{lo:.{digits - 1}g}, {hi:.{digits - 1}g}]"
+
+
+def holm(p: list[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (scipy's `false_discovery_control` is BH; Holm is written here)."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p)
+    adj = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adj[i] = running
+    return adj

@@ -236,14 +236,15 @@ def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
     reward_model, before = load_reward_model(params, sft_dir, rm_dir), load_causal_lm(params, [sft_dir])
     run.metrics["updates"] = trainer.state.global_step
     after = load_causal_lm(params, [sft_dir, run.out])
-    run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout"))
+    cache: dict = {}  # the SFT model's answers and scores, judged once for the real run and the control
+    run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", cache))
     if params.rl.shuffled_control and (rm_dir / "shuffled" / "adapter_config.json").is_file():
         control_dir = run.out / "control"
         control = policy_trainer(params, run, tok, rm_dir / "shuffled", control_dir, curve=False)
         control.train()
         save_adapter(policy_of(control), control_dir)
         after = load_causal_lm(params, [sft_dir, control_dir])
-        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "control"))
+        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "control", cache))
     return finish_stage(params, run, trainer)
 
 

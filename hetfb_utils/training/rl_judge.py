@@ -3,10 +3,11 @@
 * `judge_policies`: the SFT model (before) and the `-R` model (after) answer the same held-out prompts
   (`heldout.rl_prompts`: OASST held-out trees first, never trained on), `rl.judge_samples` sampled answers per
   prompt at temperature 1 (the distribution RL optimises) and the greedy answer (what the evaluation reads); the
-  reward model scores them; the paired differences after - before get their bootstrap intervals
-  (`stats.paired`), beside the answers' lengths in tokens and the KL divergence of the policy from the SFT model
-  (a Monte-Carlo estimate on the sampled answers: the mean of log pi(y|x) - log pi_SFT(y|x)). The same judgement
-  of a policy trained against the shuffled-label reward model is the control: it must not raise the real reward.
+  reward model scores them (the SFT model's side once per stage, shared by the real run and the control); the
+  paired differences after - before get their bootstrap intervals (`stats.paired`), beside the answers' lengths in
+  tokens and the KL divergence of the policy from the SFT model (a Monte-Carlo estimate on the sampled answers:
+  the mean of log pi(y|x) - log pi_SFT(y|x)). The same judgement of a policy trained against the shuffled-label
+  reward model is the control: it must not raise the real reward.
 * `heldout_curve`: a callback that samples answers to a few held-out prompts after every update and logs their
   mean reward and length (`heldout/reward`, `heldout/length`) into the trainer's log, beside the trainer's own KL.
 """
@@ -72,27 +73,31 @@ def sample_answers(policy, tok, prompts: list[str], max_new_tokens: int, k: int,
     was_training = policy.training
     policy.eval()
     out = []
+    # the global RNG is seeded for these samples and restored afterwards: the per-update curve samples inside
+    # training, and must not change the draws of the trainer it watches
+    cuda = [policy.device.index or 0] if policy.device.type == "cuda" else []
     try:
-        for s in range(0, len(rows), batch_size):
-            torch.manual_seed(seed + s)
-            enc = tok(rows[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = enc.to(policy.device)
-            with torch.no_grad():
-                gen = policy.generate(
-                    **enc,
-                    do_sample=True,
-                    temperature=1.0,
-                    top_k=0,
-                    top_p=1.0,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
-                )
-            start = enc["input_ids"].shape[1]
-            resp = gen[:, start:]
-            is_eos = (resp == tok.eos_token_id).int()
-            mask = ((is_eos.cumsum(1) - is_eos) == 0) & (resp != tok.pad_token_id)
-            out.append((gen, enc["attention_mask"], mask, start))
+        with torch.random.fork_rng(devices=cuda):
+            for s in range(0, len(rows), batch_size):
+                torch.manual_seed(seed + s)
+                enc = tok(rows[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = enc.to(policy.device)
+                with torch.no_grad():
+                    gen = policy.generate(
+                        **enc,
+                        do_sample=True,
+                        temperature=1.0,
+                        top_k=0,
+                        top_p=1.0,
+                        max_new_tokens=max_new_tokens,
+                        pad_token_id=tok.pad_token_id,
+                        eos_token_id=tok.eos_token_id,
+                    )
+                start = enc["input_ids"].shape[1]
+                resp = gen[:, start:]
+                is_eos = (resp == tok.eos_token_id).int()
+                mask = ((is_eos.cumsum(1) - is_eos) == 0) & (resp != tok.pad_token_id)
+                out.append((gen, enc["attention_mask"], mask, start))
     finally:
         tok.padding_side = side
         policy.train(was_training)
@@ -102,14 +107,17 @@ def sample_answers(policy, tok, prompts: list[str], max_new_tokens: int, k: int,
 
 
 def answer_logprobs(model, sample: dict) -> np.ndarray:
-    """log p(answer | prompt) under `model` of each sampled answer (summed over its masked tokens)."""
+    """log p(answer | prompt) under `model` of each sampled answer (summed over its masked tokens). Only the answer
+    positions get logits (`logits_to_keep`): the vocabulary projection and its log-softmax over the prompt
+    positions were over a third of the judgement's time (measured in docs/measurements.md)."""
     import torch
 
     res = []
     for gen, prompt_attention, mask, start in sample["batches"]:
         attention = torch.cat([prompt_attention, mask.long()], dim=1)
+        keep = gen.shape[1] - start + 1  # the logits that predict the answer's tokens: positions start-1 .. end-1
         with torch.no_grad():
-            logits = model(input_ids=gen, attention_mask=attention).logits[:, start - 1 : -1].float()
+            logits = model(input_ids=gen, attention_mask=attention, logits_to_keep=keep).logits[:, :-1].float()
         tokens = logits.log_softmax(-1).gather(-1, gen[:, start:].unsqueeze(-1)).squeeze(-1)
         res.append((tokens * mask).sum(1).cpu().numpy())
     return np.concatenate(res).astype(np.float64)
@@ -127,44 +135,63 @@ def sampled_rewards(sample: dict, reward_model, tok, prompts: list[str], batch_s
     return per_prompt(reward_scores(reward_model, tok, texts, batch_size), k)
 
 
-def judge_policies(params: Params, before, after, reward_model, tok, prompts: list[str], label: str) -> dict:
+def answer_side(params: Params, policy, reward_model, tok, prompts: list[str]) -> dict:
+    """One policy's answers to the held-out prompts: `rl.judge_samples` sampled answers per prompt (seeded by the
+    evaluation seed alone, so that before and after draw common random numbers) with the reward model's mean score
+    per prompt, and the greedy answer with its score and length."""
+    max_new, bs, k = response_length(params), params.evaluation.batch_size, params.rl.judge_samples
+    gen_bs = params.evaluation.generate_batch_size  # generation in larger batches: measured 1.3x faster than 16
+    sample = sample_answers(policy, tok, prompts, max_new, k, seed_for(params.eval_seed, "rl-judge"), gen_bs)
+    _, greedy, greedy_len = greedy_rewards(policy, reward_model, tok, prompts, max_new, bs, gen_bs)
+    return {
+        "sample": sample,
+        "sampled": sampled_rewards(sample, reward_model, tok, prompts, bs),
+        "greedy": greedy,
+        "greedy_length": greedy_len,
+    }
+
+
+def judge_policies(
+    params: Params, before, after, reward_model, tok, prompts: list[str], label: str, cache: dict | None = None
+) -> dict:
     """Did RL raise the reward on held-out prompts? As flat metrics `<label>_...`:
 
     * `reward_gain`: the policy's expected reward (the RL objective: the mean reward of `rl.judge_samples` answers
       sampled per prompt at temperature 1), after - before, paired over prompts, with its interval;
     * `greedy_gain`: the same for the greedy answer (what the evaluation reads), with its interval;
     * `kl`: KL(after || before), estimated on the sampled answers (mean of log pi - log pi_SFT), with its interval;
-    * the answers' mean length in tokens, sampled and greedy, before and after."""
-    max_new, bs, k = response_length(params), params.evaluation.batch_size, params.rl.judge_samples
-    gen_bs = params.evaluation.generate_batch_size  # generation in larger batches: measured 1.3x faster than 16
-    seed = seed_for(params.eval_seed, "rl-judge", label)
-    s0 = sample_answers(before, tok, prompts, max_new, k, seed, gen_bs)
-    s1 = sample_answers(after, tok, prompts, max_new, k, seed, gen_bs)
-    r0, r1 = sampled_rewards(s0, reward_model, tok, prompts, bs), sampled_rewards(s1, reward_model, tok, prompts, bs)
+    * the answers' mean length in tokens, sampled and greedy, before and after.
+
+    `cache`: a dict kept between the calls of one stage (the real run, then the shuffled-label control), so that
+    the SFT model's side (`answer_side`), the same for both, is computed once."""
+    cache = {} if cache is None else cache
+    if "before" not in cache:
+        cache["before"] = answer_side(params, before, reward_model, tok, prompts)
+    b, a = cache["before"], answer_side(params, after, reward_model, tok, prompts)
+    s1, k = a["sample"], params.rl.judge_samples
     kl = per_prompt(answer_logprobs(after, s1) - answer_logprobs(before, s1), k)
-    _, g0, l0 = greedy_rewards(before, reward_model, tok, prompts, max_new, bs, gen_bs)
-    _, g1, l1 = greedy_rewards(after, reward_model, tok, prompts, max_new, bs, gen_bs)
     out = {f"{label}_prompts": len(prompts), f"{label}_samples_per_prompt": k}
-    for name, a, b in (("reward", r1, r0), ("greedy", g1, g0)):
-        d = paired(a, b, seed=seed_for(params.eval_seed, "rl", label, name))
+    for name in ("sampled", "greedy"):
+        d = paired(a[name], b[name], seed=seed_for(params.eval_seed, "rl", label, name))
+        key = "reward" if name == "sampled" else "greedy"
         out.update(
             {
-                f"{label}_{name}_before": float(np.mean(b)),
-                f"{label}_{name}_after": float(np.mean(a)),
-                f"{label}_{name}_gain": d["delta"],
-                f"{label}_{name}_gain_lo": d["delta_lo"],
-                f"{label}_{name}_gain_hi": d["delta_hi"],
-                f"{label}_{name}_gain_p": d["p"],
+                f"{label}_{key}_before": float(np.mean(b[name])),
+                f"{label}_{key}_after": float(np.mean(a[name])),
+                f"{label}_{key}_gain": d["delta"],
+                f"{label}_{key}_gain_lo": d["delta_lo"],
+                f"{label}_{key}_gain_hi": d["delta_hi"],
+                f"{label}_{key}_gain_p": d["p"],
             }
         )
     kl_mean, kl_lo, kl_hi = interval(kl, seed=seed_for(params.eval_seed, "kl", label))
     out.update({f"{label}_kl": kl_mean, f"{label}_kl_lo": kl_lo, f"{label}_kl_hi": kl_hi})
     out.update(
         {
-            f"{label}_length_before": float(np.mean(s0["lengths"])),
+            f"{label}_length_before": float(np.mean(b["sample"]["lengths"])),
             f"{label}_length_after": float(np.mean(s1["lengths"])),
-            f"{label}_greedy_length_before": float(np.mean(l0)),
-            f"{label}_greedy_length_after": float(np.mean(l1)),
+            f"{label}_greedy_length_before": float(np.mean(b["greedy_length"])),
+            f"{label}_greedy_length_after": float(np.mean(a["greedy_length"])),
         }
     )
     return out

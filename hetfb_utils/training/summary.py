@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..common.params import Params
 from ..common.report import pyplot
+from ..common.stats import holm
 from .stages import stage_dir
 
 
@@ -44,13 +45,17 @@ def training_summary(params: Params) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
         df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
-    if "reward.eval_accuracy_lo" in df:
-        df["reward.beats_chance (CI above 0.5)"] = df["reward.eval_accuracy_lo"] > 0.5
+    # a verdict per variant is one of len(df) tests: each is Holm-adjusted across the run's variants
+    if "reward.eval_p_value" in df:
+        p = holm(df["reward.eval_p_value"].fillna(1.0))
+        df["reward.beats_chance (Holm p < 0.05 across variants)"] = (df["reward.eval_accuracy"] > 0.5) & (p < 0.05)
     if "reward.length_baseline" in df and "reward.eval_accuracy_lo" in df:
         df["reward.beats_length (CI above its point)"] = df["reward.eval_accuracy_lo"] > df["reward.length_baseline"]
     for stage in ("ppo", "rloo"):
-        if f"{stage}.heldout_reward_gain_lo" in df:
-            df[f"{stage}.raised_heldout_reward (CI above 0)"] = df[f"{stage}.heldout_reward_gain_lo"] > 0
+        if f"{stage}.heldout_reward_gain_p" in df:
+            p = holm(df[f"{stage}.heldout_reward_gain_p"].fillna(1.0))
+            raised = (df[f"{stage}.heldout_reward_gain"] > 0) & (p < 0.05)
+            df[f"{stage}.raised_heldout_reward (Holm p < 0.05 across variants)"] = raised
     return df
 
 
