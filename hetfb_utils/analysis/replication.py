@@ -49,6 +49,7 @@ def replication_table(original: pd.DataFrame, new: pd.DataFrame, new_seeds: list
             "hi": o.get("hi"),
             "seeds": _seeds(o.get("conclusion", "")),
             "new_seeds": " ".join(f"s{s}" for s in new_seeds),
+            "new_p_holm": n.get("p_holm") if n is not None else None,
         }
         if o["verdict"] == "not tested" or n is None or n["verdict"] == "not tested":
             rows.append({**row, "status": "not tested", "printed": o["verdict"]})
@@ -67,7 +68,6 @@ def replication_table(original: pd.DataFrame, new: pd.DataFrame, new_seeds: list
                 "new_lo": n["lo"],
                 "new_hi": n["hi"],
                 "new_verdict": n["verdict"],
-                "new_p_holm": n.get("p_holm"),
                 "inside": bool(o["lo"] <= n["estimate"] <= o["hi"]),
                 "status": status,
                 "printed": printed,
