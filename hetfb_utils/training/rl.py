@@ -22,7 +22,7 @@ from ..common.params import Params
 from ..common.stats import seed_for
 from .heldout import has_pool
 from .reward import reward_scores, reward_split, train_reward
-from .rl_judge import formatted_prompts, heldout_curve, judge_policies, response_length
+from .rl_judge import answer_side, formatted_prompts, heldout_curve, judge_policies, response_length
 from .stages import (
     StageRun,
     begin_stage,
@@ -236,15 +236,15 @@ def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
     reward_model, before = load_reward_model(params, sft_dir, rm_dir), load_causal_lm(params, [sft_dir])
     run.metrics["updates"] = trainer.state.global_step
     after = load_causal_lm(params, [sft_dir, run.out])
-    cache: dict = {}  # the SFT model's answers and scores, judged once for the real run and the control
-    run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", cache))
+    sft_side = answer_side(params, before, reward_model, tok, judged)  # judged once: the real run and the control
+    run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", sft_side))
     if params.rl.shuffled_control and (rm_dir / "shuffled" / "adapter_config.json").is_file():
         control_dir = run.out / "control"
         control = policy_trainer(params, run, tok, rm_dir / "shuffled", control_dir, curve=False)
         control.train()
         save_adapter(policy_of(control), control_dir)
         after = load_causal_lm(params, [sft_dir, control_dir])
-        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "control", cache))
+        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "control", sft_side))
     return finish_stage(params, run, trainer)
 
 

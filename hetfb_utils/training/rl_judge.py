@@ -152,7 +152,7 @@ def answer_side(params: Params, policy, reward_model, tok, prompts: list[str]) -
 
 
 def judge_policies(
-    params: Params, before, after, reward_model, tok, prompts: list[str], label: str, cache: dict | None = None
+    params: Params, before, after, reward_model, tok, prompts: list[str], label: str, before_side: dict | None = None
 ) -> dict:
     """Did RL raise the reward on held-out prompts? As flat metrics `<label>_...`:
 
@@ -162,18 +162,15 @@ def judge_policies(
     * `kl`: KL(after || before), estimated on the sampled answers (mean of log pi - log pi_SFT), with its interval;
     * the answers' mean length in tokens, sampled and greedy, before and after.
 
-    `cache`: a dict kept between the calls of one stage (the real run, then the shuffled-label control), so that
-    the SFT model's side (`answer_side`), the same for both, is computed once."""
-    cache = {} if cache is None else cache
-    if "before" not in cache:
-        cache["before"] = answer_side(params, before, reward_model, tok, prompts)
-    b, a = cache["before"], answer_side(params, after, reward_model, tok, prompts)
+    `before_side`: the SFT model's `answer_side`, when the caller judges several policies against it (the real run
+    and the shuffled-label control); computed here otherwise."""
+    b = before_side or answer_side(params, before, reward_model, tok, prompts)
+    a = answer_side(params, after, reward_model, tok, prompts)
     s1, k = a["sample"], params.rl.judge_samples
     kl = per_prompt(answer_logprobs(after, s1) - answer_logprobs(before, s1), k)
     out = {f"{label}_prompts": len(prompts), f"{label}_samples_per_prompt": k}
-    for name in ("sampled", "greedy"):
+    for key, name in (("reward", "sampled"), ("greedy", "greedy")):
         d = paired(a[name], b[name], seed=seed_for(params.eval_seed, "rl", label, name))
-        key = "reward" if name == "sampled" else "greedy"
         out.update(
             {
                 f"{label}_{key}_before": float(np.mean(b[name])),
