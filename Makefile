@@ -12,7 +12,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup reproduce seeds compare results test test-fast test-slow quality lab lab-check bench params-doc clean
+.PHONY: setup reproduce seeds compare results test test-fast test-slow quality lab lab-check bench params-doc mutation clean
 
 $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench: setup
 
 params-doc: setup
 	$(BIN)/python -m hetfb_utils params-doc
+
+## mutation testing (mutmut) of the statistics, the intervals, the metrics and the scorer with their fast tests; slow
+## (about an hour on 2 cores), outside CI: `mutants/` holds the run, `mutmut results` lists the survivors
+mutation: setup
+	@$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install -q -r requirements-mutation.txt
+	$(BIN)/mutmut run $(ARGS); $(BIN)/mutmut results > outputs/mutation.txt; tail -5 outputs/mutation.txt
 
 clean:
 	rm -rf outputs/*/ .pytest_cache

@@ -111,7 +111,14 @@ def parser() -> argparse.ArgumentParser:
     """Every subcommand with its arguments; each parser's `func` is its `cmd_<name>`."""
     ap = argparse.ArgumentParser(prog="python -m hetfb_utils", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    _run_commands(sub)
+    _report_commands(sub)
+    _tool_commands(sub)
+    return ap
 
+
+def _run_commands(sub) -> None:
+    """The commands that train and evaluate: run, seeds, train."""
     r = sub.add_parser("run", help="execute notebooks 01-05 with papermill")
     _params_args(r, default="params/quickstart.yaml")
     r.add_argument("--only", action="append", metavar="STAGE", help="only these stages: data, selection, sft, rl, eval")
@@ -135,6 +142,16 @@ def parser() -> argparse.ArgumentParser:
     sd.add_argument("--out", help="output directory (default <output_root>/compare/<run>-<k>seeds)")
     sd.set_defaults(func=cmd_seeds)
 
+    t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
+    t.add_argument("stage", choices=["sft", "reward", "ppo", "rloo", "dpo", "rl"])
+    _params_args(t)
+    t.add_argument("--variant", required=True)
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+
+def _report_commands(sub) -> None:
+    """The commands that read finished runs: compare, results."""
     c = sub.add_parser("compare", help="runs side by side: model- and recipe-level intervals, A/A, claims")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_PARAMS")
     c.add_argument("--out", help="output directory (default outputs/compare/<run names>)")
@@ -147,13 +164,9 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--readme", action="store_true", help="also rewrite the README's block of current verdicts")
     rs.set_defaults(func=cmd_results)
 
-    t = sub.add_parser("train", help="one training stage (in-process; what `accelerate launch` runs)")
-    t.add_argument("stage", choices=["sft", "reward", "ppo", "rloo", "dpo", "rl"])
-    _params_args(t)
-    t.add_argument("--variant", required=True)
-    t.add_argument("--force", action="store_true")
-    t.set_defaults(func=cmd_train)
 
+def _tool_commands(sub) -> None:
+    """The tools: audit, bench, plan, validate, params-doc."""
     au = sub.add_parser("audit", help="which source and label carries a learnable preference (before training)")
     _params_args(au)
     au.set_defaults(func=cmd_audit)
@@ -182,7 +195,6 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("params-doc", help="write the parameter reference generated from the schema (docs/params.md)")
     d.add_argument("--out", default=None, help="the file to write (default docs/params.md)")
     d.set_defaults(func=cmd_params_doc)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,11 +21,18 @@ CPU2 = "training.accelerate_config=params/accelerate/cpu_2proc.yaml"
 
 
 def fresh_run(tiny_built, root, *extra):
-    """A run of its own (stages 1-2 copied from the session's tiny run), so stages train from scratch."""
+    """A run of its own (stages 1-2 copied from the session's tiny run) whose stages train from scratch: the stage
+    store is off, so a warm cache (`HETFB_CACHE`) can never hand a test another run's manifest."""
     p0 = tiny_built[0]
     shutil.copytree(p0.run_dir / "data", root / "tiny" / "data")
-    ov = [f"output_root={root}", f"cache_dir={p0.cache_path}", *extra]
+    ov = [f"output_root={root}", f"cache_dir={p0.cache_path}", "training.reuse_stages=false", *extra]
     return load_params("tiny", ov), ov
+
+
+def trained_here(man: dict) -> dict:
+    """A manifest that says its stage trained in this run (not copied from the stage store)."""
+    assert "reused_from" not in man, f"{man['stage']} was copied from the stage store, not trained"
+    return man
 
 
 def losses(p, variant, stage):
@@ -58,8 +65,8 @@ def test_two_processes_train_sft_like_one_with_the_same_effective_batch(tiny_bui
         "training.launcher=accelerate",
         CPU2,
     )
-    m1 = launch.run_training(one, "sft", "hd-1.0", "params/tiny.yaml")
-    m2 = launch.run_training(two, "sft", "hd-1.0", "params/tiny.yaml", ov)
+    m1 = trained_here(launch.run_training(one, "sft", "hd-1.0", "params/tiny.yaml"))
+    m2 = trained_here(launch.run_training(two, "sft", "hd-1.0", "params/tiny.yaml", ov))
     assert (m1["world_size"], m2["world_size"]) == (1, 2)
     assert json.loads((stages.stage_dir(two, "hd-1.0", "sft") / "manifest.json").read_text())["world_size"] == 2
     l1, l2 = losses(one, "hd-1.0", "sft"), losses(two, "hd-1.0", "sft")
@@ -103,7 +110,7 @@ def test_two_processes_resume_after_ctrl_c(tiny_built, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     started = [int(n) for n in re.findall(r"(\d+)/300", res.stderr) if int(n) > 0]
     assert started and started[0] > at  # resumed past the checkpoint, not restarted
-    man = json.loads((stages.stage_dir(p, "hd-1.0", "sft") / "manifest.json").read_text())
+    man = trained_here(json.loads((stages.stage_dir(p, "hd-1.0", "sft") / "manifest.json").read_text()))
     assert man["steps"] == 300 and man["world_size"] == 2
     assert [r["step"] for r in losses(p, "hd-1.0", "sft")] == list(range(1, 301))
 
@@ -112,14 +119,14 @@ def test_two_processes_reward_ppo_and_dpo(tiny_built, tmp_path):
     """The reward model + PPO (`train rl`) and DPO run in two processes and leave one adapter and
     one manifest each, written by rank 0."""
     p, ov = fresh_run(tiny_built, tmp_path, "training.launcher=accelerate", CPU2)
-    launch.run_training(p, "sft", "wino", "params/tiny.yaml", ov)
-    ppo = launch.run_training(p, "rl", "wino", "params/tiny.yaml", ov)
+    trained_here(launch.run_training(p, "sft", "wino", "params/tiny.yaml", ov))
+    ppo = trained_here(launch.run_training(p, "rl", "wino", "params/tiny.yaml", ov))
     p_dpo = load_params("tiny", ov + ["rl.algorithm=dpo"])
-    dpo = launch.run_training(p_dpo, "rl", "wino", "params/tiny.yaml", ov + ["rl.algorithm=dpo"])
+    dpo = trained_here(launch.run_training(p_dpo, "rl", "wino", "params/tiny.yaml", ov + ["rl.algorithm=dpo"]))
     assert ppo["stage"] == "ppo" and dpo["stage"] == "dpo"
     for stage in ("reward", "ppo", "dpo"):
         d = stages.stage_dir(p, "wino", stage)
-        man = json.loads((d / "manifest.json").read_text())
+        man = trained_here(json.loads((d / "manifest.json").read_text()))
         assert man["world_size"] == 2 and (d / "adapter_model.safetensors").is_file(), stage
         assert not (d / "checkpoints").exists()
     assert ppo["metrics"]["updates"] >= 1 and ppo["metrics"]["heldout_prompts"] >= 1
@@ -129,7 +136,7 @@ def test_only_rank_zero_writes(tiny_built, tmp_path, monkeypatch):
     """A process of rank 1 resets no directory and writes no marker, adapter or manifest."""
     from transformers import TrainerState
 
-    p, _ = fresh_run(tiny_built, tmp_path, "training.reuse_stages=false")  # not another test's stored stage
+    p, _ = fresh_run(tiny_built, tmp_path)  # not another test's stored stage
     monkeypatch.setenv("RANK", "1")
     assert not distributed.is_main()
     run = stages.begin_stage(p, "wino", "sft")

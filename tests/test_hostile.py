@@ -161,6 +161,40 @@ def test_a_byte_order_mark_and_a_json_array_are_read(tmp_path, tiny):
     assert len(rows) == 1
 
 
+def test_a_lone_utf16_surrogate_is_a_counted_skip(tmp_path, tiny):
+    """Some exporters cut an emoji in half (`"Nice \\ud83d"`): the line parses to text that cannot be written as
+    UTF-8. It is a counted skip, and the rest of the file converts (it ended in a UnicodeEncodeError traceback)."""
+    good = json.dumps({"prompt": "Q", "chosen": "good", "rejected": "bad"})
+    lone = '{"prompt": "Q2", "chosen": "Nice \\ud83d", "rejected": "bad"}'
+    rows, drops = _convert(_spec(tmp_path, "lone.jsonl", good + "\n" + lone + "\n"), tiny)
+    assert len(rows) == 1 and drops.counts[("mine", "malformed_json")] == 1
+    rows, drops = _convert(_spec(tmp_path, "lone.json", "[" + good + ", " + lone + "]"), tiny)
+    assert len(rows) == 1 and drops.counts[("mine", "malformed_json")] == 1
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "ok.parquet")  # what failed downstream now writes
+
+
+def test_a_relative_source_path_is_read_against_the_params_file_then_the_repository(tmp_path, monkeypatch):
+    """A `path` written relative to the params file (or to the repository root, where `make` runs) is found from any
+    working directory (the notebooks run in notebooks/); one that is nowhere names the places looked at."""
+    params_dir = tmp_path / "mine"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/pairs.jsonl").write_text(json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n")
+    params_dir.mkdir()
+    (params_dir / "p.yaml").write_text(
+        "extends: " + str(Path(__file__).resolve().parents[1] / "params/tiny.yaml") + "\n"
+        "selection: {wino_variant: false}\ndata:\n  sources:\n    - {name: mine, type: pairwise, path: ../data/pairs.jsonl}\n"
+    )
+    monkeypatch.chdir(tmp_path / "data")  # elsewhere, as a notebook's kernel is
+    p = load_params(str(params_dir / "p.yaml"))
+    assert p.data.sources[0].path == str((tmp_path / "data/pairs.jsonl").resolve())
+    (params_dir / "q.yaml").write_text((params_dir / "p.yaml").read_text().replace("../data/", "../nowhere/"))
+    q = load_params(str(params_dir / "q.yaml"))
+    with pytest.raises(DataError, match=r"not found \(a relative path is read against the params file's folder"):
+        data.convert_source(q.data.sources[0], q, data.Drops())
+
+
 def _oasst_export(tmp_path, mirror, edit) -> SourceSpec:
     """The real OASST mirror file with `edit(messages)` applied, as a source of its own."""
     msgs = [json.loads(x) for x in (mirror / "oasst1/validation_en.jsonl").read_text().splitlines()]

@@ -43,6 +43,36 @@ def test_scorer_equals_naive_loop(tiny_model):
     )
 
 
+def test_scorer_is_pinned_on_a_model_where_positions_matter(tiny_model):
+    """The tiny random model barely reads positions (an off-by-one in position ids moved a score by 4e-4 in -68.7), so
+    it cannot catch one: here its queries and keys are scaled up so attention is sharp and rotary positions decide
+    it. An off-by-one gap in the positions moves log-probabilities by more than 0.02 (20x the tolerance below); the batched scorer, with its shared prefix
+    caches and left-padded rows, still equals the one-row reference."""
+    import copy
+
+    model, tok = tiny_model
+    sharp = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in sharp.model.layers:
+            layer.self_attn.q_proj.weight.mul_(10.0)
+            layer.self_attn.k_proj.weight.mul_(10.0)
+    rng = random.Random(3)
+    head = "system: you are a helpful assistant . user : "
+    pairs = [
+        (head + " ".join(rng.choices(WORDS, k=rng.randint(2, 9))), " ".join(rng.choices(WORDS, k=rng.randint(1, 4))))
+        for _ in range(16)
+    ]
+    ids = tok(pairs[0][0] + pairs[0][1], return_tensors="pt").input_ids
+    gap = torch.arange(ids.shape[1])[None]
+    gap[:, ids.shape[1] // 2 :] += 1  # an off-by-one in the second half (rotary positions are relative: a gap shows)
+    with torch.no_grad():
+        right = sharp(input_ids=ids).logits.log_softmax(-1)
+        shifted = sharp(input_ids=ids, position_ids=gap).logits.log_softmax(-1)
+    assert (right - shifted).abs().max() > 0.02  # positions matter: 20x the tolerance the scorer is held to below
+    fast = S.score_continuations(sharp, tok, pairs, batch_size=5)
+    np.testing.assert_allclose(fast, [S.reference_logprob(sharp, tok, p, c) for p, c in pairs], atol=1e-3)
+
+
 def test_scorer_shares_a_long_prefix_exactly(tiny_model):
     """Prompts that share a chat-style head: the head runs once, every row still scores as alone."""
     model, tok = tiny_model
@@ -152,6 +182,23 @@ def test_winobias_metrics_hand_made():
     assert m["Similarity"] == pytest.approx(0.5)
     assert m["Bias (Entropy)"] == pytest.approx((0.0 + 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)) / 2)
     assert m["pairs"] == 2
+
+
+def test_similarity_counts_pairs_wrong_on_both_sides_as_similar():
+    """Similarity is "the pro and the anti answer agree" (both right or both wrong), not "both right": four pairs,
+    one of each kind, separate the plausible wrong formulas (both right 0.25, either right 0.75, agree 0.5)."""
+    flat = torch.log(torch.full((4, 2), 0.5))
+    m = WB.winobias_metrics(
+        pro_ref=[-1.0] * 4,
+        anti_ref=[-1.0] * 4,
+        pro_cluster=[0.0] * 4,
+        anti_cluster=[0.0] * 4,
+        logp_pro=flat,
+        logp_anti=flat,
+        pro_correct=[True, True, False, False],
+        anti_correct=[True, False, True, False],
+    )
+    assert m["Similarity"] == pytest.approx(0.5) and m["Accuracy"] == pytest.approx(0.5)
 
 
 def test_cluster_hit_and_prompt():

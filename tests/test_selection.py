@@ -76,7 +76,7 @@ def test_embedding_cache_reuses(tmp_path, tiny_built):
     cache = S.EmbeddingCache(tmp_path, p.selection.embedder)
     a = cache.embed(["hello world", "what is a GPU?"], progress=False)
     b = S.EmbeddingCache(tmp_path, p.selection.embedder)
-    assert b.path.is_file() and len(b._keys) == 2
+    assert b.path.is_file() and len(b.store._keys) == 2
     np.testing.assert_allclose(b.embed(["what is a GPU?"], progress=False)[0], a[1], atol=1e-6)
     assert np.isclose(np.linalg.norm(a[0]), 1.0, atol=1e-4)
 
@@ -133,3 +133,33 @@ def test_control_strategies_match_hd_sizes_per_source_and_are_seeded(tiny_built)
     assert set(table["strategy"]) == {"quality_diversity", "random", "quality", "diversity"}
     assert (table.loc[table["strategy"] == "quality_diversity", "jaccard_with_hd"] == 1).all()
     assert table.groupby("fraction")["rows"].nunique().eq(1).all()
+
+
+def test_the_audits_shuffled_control_sits_at_chance_on_a_planted_label():
+    """Pairs that share a direction (as OASST's chosen reply is usually the longer) and a planted label: the probe
+    beats chance, and the shuffled control (the mean over random labelings) covers 0.5 at every seed. One shuffle,
+    the control the audit used, reads far from 0.5 with a Wilson interval that excludes it at most seeds."""
+    from sklearn.linear_model import LogisticRegression
+
+    from hetfb_utils.common.stats import proportion
+    from hetfb_utils.selection import signal
+
+    one_shuffle_off = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        n, d = 160, 4
+        u = np.zeros(d)
+        u[0] = 1.0
+        diff = u + rng.normal(0, 0.5, (n, d))  # every pair leans the same way along u (a few clean dimensions)
+        groups = np.arange(n)
+        control = signal.shuffled_control(diff, groups, seed, n=30)
+        assert control["lo"] <= 0.5 <= control["hi"], control
+        assert signal.probe_accuracy(diff, groups, seed).mean() > 0.6 and control["p"] < 0.05
+        x, y = signal._signed(diff, seed)  # the old control: one random labeling, a Wilson interval
+        y_shuffled = np.where(rng.random(n) < 0.5, 1 - y, y)
+        correct = np.zeros(n, bool)
+        for train, test in signal._folds(groups, y):
+            clf = LogisticRegression(fit_intercept=False, max_iter=2000).fit(x[train], y_shuffled[train])
+            correct[test] = clf.predict(x[test]) == y[test]
+        one_shuffle_off += proportion(int(correct.sum()), n)["at_chance"] is False
+    assert one_shuffle_off >= 3  # the single shuffle missed 0.5 at half the seeds: it was not a control

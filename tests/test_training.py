@@ -29,7 +29,7 @@ def fresh(tiny_built, root, *extra):
 
 @pytest.fixture(scope="module")
 def trained(tiny_built, tmp_path_factory):
-    p = fresh(tiny_built, tmp_path_factory.mktemp("trained"), "rl.shuffled_control=true")
+    p = fresh(tiny_built, tmp_path_factory.mktemp("trained"), "rl.controls=[shuffled,length]", "rl.prompt_sources=all")
     out = {"sft": sft.train_sft(p, "hd-0.5"), "reward": reward.train_reward(p, "hd-0.5")}
     out["ppo"] = rl.train_ppo(p, "hd-0.5")
     out["rloo"] = rl.train_rloo(p, "hd-0.5")
@@ -52,19 +52,28 @@ def test_every_stage_trains_and_writes_adapter_and_manifest(trained):
     assert out["sft"]["steps"] == p.sft.args["max_steps"]
     assert {"base_eval_loss", "eval_loss", "train_loss"} <= set(out["sft"]["metrics"])
     rm = out["reward"]["metrics"]
-    for key in ("eval_accuracy", "length_baseline", "shuffled_control"):
-        assert {key, f"{key}_lo", f"{key}_hi", f"{key}_pairs"} <= set(rm) and 0 <= rm[f"{key}_lo"] <= rm[f"{key}_hi"]
-    assert {"eval_accuracy_oasst", "eval_accuracy_winobias", "eval_accuracy_winogrande"} <= set(rm)
-    assert rm["eval_pairs"] == 3 * p.reward.heldout_per_source  # the held-out pool, not the variant's slice
+    judged = rm["judgement"]
+    assert {"oasst", "winobias", "winogrande", "all"} <= set(judged)
+    for src, r in judged.items():
+        for key in ("", "length_", "shuffled_"):
+            acc = r[key + "accuracy" if not key else key[:-1]]
+            assert r[(key or "") + "lo"] <= acc <= r[(key or "") + "hi"], (src, key)
+        if src != "all":
+            assert isinstance(r["learned"], bool) and r["shuffled_heads"] == p.reward.shuffled_heads
+    assert judged["oasst"]["pairs"] + judged["winobias"]["pairs"] + judged["winogrande"]["pairs"] == rm["eval_pairs"]
+    assert isinstance(rm["learned_sources"], list)
     assert (stages.stage_dir(p, "hd-0.5", "reward") / "shuffled" / "adapter_config.json").is_file()
     for stage in ("ppo", "rloo"):
         m = out[stage]["metrics"]
-        assert m["updates"] >= 1 and m["heldout_prompts"] == p.rl.heldout_prompts
-        for who in ("heldout", "control"):  # the trained policy and the shuffled-label control, judged alike
+        assert m["updates"] >= 1 and 0 < m["heldout_prompts"] <= p.rl.heldout_prompts
+        for who in ("heldout", "control_shuffled", "control_length"):  # the trained policy and the controls, alike
             assert m[f"{who}_reward_gain_lo"] <= m[f"{who}_reward_gain"] <= m[f"{who}_reward_gain_hi"]
             assert math.isfinite(m[f"{who}_kl"]) and m[f"{who}_length_after"] >= 0
-        for key in ("reward_before", "greedy_before", "length_before"):  # one SFT side, shared by run and control
-            assert m[f"heldout_{key}"] == m[f"control_{key}"]
+            assert 0 <= m[f"{who}_finished_before"] <= 1 and 0 <= m[f"{who}_finished_after"] <= 1
+            assert "matched_gain" in {k[len(who) + 1 :] for k in m if k.startswith(who)}
+        for key in ("reward_before", "greedy_before", "length_before"):  # one SFT side, shared by run and controls
+            assert m[f"heldout_{key}"] == m[f"control_shuffled_{key}"] == m[f"control_length_{key}"]
+        assert m["control_length_scale"] > 0 and m["control_shuffled_scale"] > 0
         log = json.loads((stages.stage_dir(p, "hd-0.5", stage) / "log_history.json").read_text())
         assert len([r for r in log if "heldout/reward" in r]) == m["updates"] + 1  # before, and after each update
 
@@ -82,6 +91,10 @@ def test_rl_judge_of_a_policy_against_itself_is_zero_and_scores_answers_like_the
         lp = logits[:, start - 1 : -1].float().log_softmax(-1).gather(-1, gen[:, start:].unsqueeze(-1)).squeeze(-1)
         reference.append((lp * mask).sum(1).numpy())
     assert np.allclose(rl_judge.answer_logprobs(model, sample), np.concatenate(reference), atol=1e-5)
+    # the sampling policy's own log-probabilities, read off the generation's scores (no second pass), agree
+    assert np.allclose(sample["logprobs"], np.concatenate(reference), atol=1e-4)
+    hot = rl_judge.sample_answers(model, tok, prompts, 6, 2, seed=0, batch_size=4, temperature=0.7)
+    assert np.allclose(hot["logprobs"], rl_judge.answer_logprobs(model, hot), atol=1e-4)  # at the RL temperature
     m = rl_judge.judge_policies(p, model, model, load_reward_model(p, None), tok, prompts, "self")
     assert m["self_reward_gain"] == 0 and m["self_greedy_gain"] == 0 and abs(m["self_kl"]) < 1e-6
     assert m["self_length_before"] == m["self_length_after"] > 0
@@ -119,19 +132,86 @@ HELD_WORDS = [f"other{i}" for i in range(60)]
 
 def test_reward_head_learns_a_planted_preference_and_the_control_does_not(tiny_built):
     """A separable toy: 'good' always beats 'bad'. The fitted head ranks 60 held-out pairs right (a random scorer
-    passes this with probability < 1e-9); the head fitted on shuffled labels stays near chance."""
+    passes this with probability < 1e-9); the heads fitted on shuffled labels average near chance; every head has
+    unit spread on the training replies (so the control's rewards are on the real one's scale)."""
     p = tiny_built[0]
     tok = load_tokenizer(base_model_path(p))
     model = load_reward_model(p, None)
     fc, fr = reward.pair_features(model, tok, _toy_pairs(TRAIN_WORDS), 8, 64)
     hc, hr = reward.pair_features(model, tok, _toy_pairs(HELD_WORDS), 8, 64)
     groups = list(range(len(TRAIN_WORDS)))
-    head, info = reward_head.fit_head(fc - fr, groups, seed=0)
+    head, info = reward_head.fit_head(fc, fr, groups, seed=0)
     assert np.mean((hc - hr) @ head > 0) >= 0.95 and info["cv_accuracy"] >= 0.9
-    shuffled, _ = reward_head.fit_head(fc - fr, groups, seed=0, shuffle=True)
-    assert 0.2 <= np.mean((hc - hr) @ shuffled > 0) <= 0.8
+    assert info["C"] == min(
+        r["C"]
+        for r in info["curve"]
+        if r["cv_log_loss"]
+        <= min(
+            x["cv_log_loss"] + x["cv_log_loss_se"]
+            for x in info["curve"]
+            if x["cv_log_loss"] == min(y["cv_log_loss"] for y in info["curve"])
+        )
+    )  # the one-standard-error rule
+    controls = reward_head.shuffled_heads(fc, fr, info["C"], seed=0, n=20)
+    assert 0.3 <= np.mean([np.mean((hc - hr) @ w > 0) for w in controls]) <= 0.7
+    for w in [head, *controls]:
+        assert np.std(np.concatenate([fc @ w, fr @ w])) == pytest.approx(1.0, rel=1e-6)
     installed = reward_head.install_head(model, head, lora_config(p, "reward", "SEQ_CLS"))
     assert reward.pairwise_correct(installed, tok, _toy_pairs(HELD_WORDS), 8, 64).mean() >= 0.95  # as a model too
+
+
+def test_one_reward_rule_for_ppo_rloo_the_head_and_the_judge(tiny_built, tiny_model):
+    """An answer cut off at the length limit (no end token) and one that finished: TRL's PPO reading
+    (`get_reward` on the module the PPO stage hands it), RLOO's reward function, the judge (on token ids), the
+    fitted head on the frozen features and `reward_scores` on the text give one number each. TRL's reading of the
+    bare reward model (what PPO read before) gives another for the cut-off answer."""
+    from trl.experimental.utils import get_reward
+
+    from hetfb_utils.models import format_prompt
+    from hetfb_utils.training import reward_rule, rl_rewards
+
+    p, (_, tok) = tiny_built[0], tiny_model
+    rm = load_reward_model(p, None)
+    with torch.no_grad():
+        rm.score.weight.normal_(0, 1.0)  # a head that reads the features: scores differ by position
+    prompt = format_prompt(tok, "Say something kind about the weather today.", "[]", p)
+    p_ids = tok(prompt, add_special_tokens=False).input_ids
+    for answer in ("It is a lovely day and the sun", "Sunny." + tok.eos_token):
+        a_ids = tok(answer, add_special_tokens=False).input_ids
+        finished = a_ids[-1] == tok.eos_token_id
+        text = reward_rule.reward_scores(rm, tok, [prompt + answer])[0]
+        spec = rl_rewards.RewardSpec("real", rm)
+        width = len(p_ids) + 3  # PPO's prompts are left-padded to a fixed width
+        query = torch.tensor([[tok.pad_token_id] * 3 + p_ids])
+        response = torch.tensor([a_ids + [tok.pad_token_id] * 2])  # PPO pads after a finished answer
+        qr = torch.cat([query, response], 1)
+        with torch.no_grad():
+            _, ppo, _ = get_reward(rl_rewards.ppo_reward(spec, tok, width), qr, tok.pad_token_id, width)
+            _, bare, _ = get_reward(rm, qr, tok.pad_token_id, width)
+        rloo = rl_rewards.rloo_reward(spec, tok)([prompt], [answer], [a_ids])[0]
+        judge = reward_rule.ids_scores(rm, tok, [p_ids], [a_ids])[0]
+        feats = reward_rule.last_token_features(rm, tok, [prompt + answer])[0]
+        head = feats @ rm.score.weight.detach().double().numpy()[0]
+        for name, x in {"ppo": float(ppo[0]), "rloo": rloo, "judge": judge, "head": head}.items():
+            assert x == pytest.approx(text, abs=1e-4), (answer, name, x, text)
+        if not finished:
+            assert abs(float(bare[0]) - text) > 1e-3  # TRL's own reading of the bare model: the last token, not the end
+        else:
+            assert float(bare[0]) == pytest.approx(text, abs=1e-4)
+
+
+def test_length_control_reward_counts_answer_tokens_the_same_way_in_ppo_and_rloo(tiny_model):
+    from trl.experimental.utils import get_reward
+
+    from hetfb_utils.training import rl_rewards
+
+    _, tok = tiny_model
+    spec = rl_rewards.RewardSpec("length", None, 0.5)
+    a_ids = [tok.convert_tokens_to_ids(t) for t in ("a", "b", "c")] + [tok.eos_token_id]
+    qr = torch.tensor([[tok.pad_token_id, 5, 6, 7] + a_ids + [tok.pad_token_id]])
+    _, ppo, _ = get_reward(rl_rewards.ppo_reward(spec, tok, 4), qr, tok.pad_token_id, 4)
+    rloo = rl_rewards.rloo_reward(spec, tok)(["x"], ["abc"], [a_ids])[0]
+    assert float(ppo[0]) == rloo == 0.5 * 4  # four answer tokens, the end token included
 
 
 def test_reward_trainer_learns_a_planted_preference(tiny_built, tmp_path):
@@ -321,7 +401,7 @@ def test_split_rows_keeps_groups_together():
 def test_last_token_features_are_what_the_reward_head_reads(trained):
     p, _ = trained
     tok = load_tokenizer(base_model_path(p))
-    rm = load_reward_model(p, stages.stage_dir(p, "hd-0.5", "sft"), stages.stage_dir(p, "hd-0.5", "reward"))
+    rm = reward.load_variant_reward(p, "hd-0.5")
     texts = ["short one", "a much longer text that needs padding in its batch", "mid length text"]
     feats = reward.last_token_features(rm, tok, texts, batch_size=2, max_length=64)
     scores = reward.reward_scores(rm, tok, texts, batch_size=2, max_length=64)

@@ -30,8 +30,10 @@ SETTINGS = ("one arm", "vs Base", "paired", "unpaired", "across groups")
 SEED_SD = {"seeds dominate": 0.1, "balanced": 0.03, "negligible": 0.005}
 
 
-def _values(rng, k: int, b: np.ndarray, sa: float, se: float, mu: float, seed_eff=None, lognormal=False):
+def _values(rng, k: int, b: np.ndarray, sa: float, se: float, mu: float, seed_eff=None, lognormal=False, outlier=None):
     a = seed_eff if seed_eff is not None else rng.normal(0, sa, (k, 1))
+    if outlier is not None:  # (rate, shift): each seed, with probability `rate`, is shifted by `shift`
+        a = a + outlier[1] * (rng.random((k, 1)) < outlier[0])
     x = a + b[None, :] + rng.normal(0, se, (k, len(b)))
     return mu * np.exp(x) if lognormal else mu + x
 
@@ -47,15 +49,18 @@ def study(
     se: float = 0.2,
     rho: float = 0.5,
     lognormal: bool = False,
+    outlier: tuple[float, float] | None = None,
 ) -> tuple[list[Arm], list[float], float]:
-    """One simulated study: (arms, weights, the truth of the weighted sum)."""
+    """One simulated study: (arms, weights, the truth of the weighted sum). `outlier` = (rate, shift): each seed of
+    the first arm is, with probability `rate`, shifted by `shift` (a seed that does not behave: the truth stays the
+    well-behaved recipe's)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     b = rng.normal(0, sb, n)
     mu = 1.0
     # a recipe's value is its mean over seeds and the item population (exp(normal) has mean exp(var / 2))
     truth1 = mu * np.exp((sa**2 + sb**2 + se**2) / 2) if lognormal else mu
-    a = Arm(_values(rng, k, b, sa, se, mu, lognormal=lognormal), seeds=[f"a{i}" for i in range(k)])
+    a = Arm(_values(rng, k, b, sa, se, mu, lognormal=lognormal, outlier=outlier), seeds=[f"a{i}" for i in range(k)])
     if setting == "one arm":
         return [a], [1.0], truth1
     if setting == "vs Base":
@@ -173,4 +178,57 @@ def coverage_on_items(
         "hi": ci["hi"],
         "missed_low": low / trials,
         "median_width": float(np.median(widths)),
+    }
+
+
+def _difference_table(rng, k: int, b: np.ndarray, effect: float, seed_sd: float, resid_sd: float) -> np.ndarray:
+    """k seeds' per-item differences (a recipe minus Base, or its paired twin): effect + seed + item + residual."""
+    return effect + rng.normal(0, seed_sd, (k, 1)) + b[None, :] + rng.normal(0, resid_sd, (k, len(b)))
+
+
+def replication_rates(
+    effect: float,
+    seed_sd: float,
+    item_sd: float,
+    resid_sd: float,
+    *,
+    k_orig: int = 6,
+    k_new: int = 3,
+    n: int = 400,
+    holm_factor: float = 1.0,
+    trials: int = 400,
+    seed: int = 0,
+) -> dict:
+    """The replication rule (`replication.replication_status`) on simulated claims with a known truth `effect` (a
+    "lower is better" claim: supported when the difference is below 0): `k_orig` seeds make the original verdict (its
+    p times `holm_factor`), `k_new` new seeds on the same items are checked against it. Returns the share of worlds
+    whose original verdict is supported, the share of those whose replication says "did not replicate", and the share
+    of all worlds that end "replicated", each with its count."""
+    from .claims import Claim, _one_sided, verdict
+    from .replication import replication_status
+
+    claim = Claim("sim", "simulated", "", (("A", "B"),), "Bias", "lower")
+    rng = np.random.default_rng(seed)
+    supported = failed = replicated = 0
+    for _ in range(trials):
+        b = rng.normal(0, item_sd, n)
+        orig = Arm(_difference_table(rng, k_orig, b, effect, seed_sd, resid_sd), [("o", i) for i in range(k_orig)])
+        new = Arm(_difference_table(rng, k_new, b, effect, seed_sd, resid_sd), [("n", i) for i in range(k_new)])
+        r = contrast([orig], [1.0])
+        p = min(1.0, 2 * min(_one_sided(claim, r)) * holm_factor)
+        v = verdict(p, *_one_sided(claim, r))
+        if v != "supported":
+            continue
+        supported += 1
+        status = replication_status(v, contrast([orig, new], [1.0, -1.0]), contrast([new], [1.0]), claim, 0.0)
+        failed += status == "did not replicate"
+        replicated += status == "replicated"
+    return {
+        "effect": effect,
+        "trials": trials,
+        "original_supported": supported / trials,
+        "did_not_replicate_given_supported": failed / supported if supported else float("nan"),
+        "did_not_replicate_count": failed,
+        "replicated": replicated / trials,
+        "replicated_count": replicated,
     }

@@ -137,8 +137,15 @@ def table1_recipe(rec: pd.DataFrame, diffs: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(where: list[str | Path], aa: bool = True) -> dict[str, pd.DataFrame]:
-    """Every view of the runs (see the module docstring) as frames."""
+    """Every view of the runs (see the module docstring) as frames. A run given twice is one error: comparing a run
+    with itself says nothing, and counting it twice would count its seed twice."""
     runs = [load_run(w) for w in where]
+    dirs = [r.dir.resolve() for r in runs]
+    twice = sorted({str(w) for w, d in zip(where, dirs) if dirs.count(d) > 1})
+    if twice:
+        from ..common.errors import RunReadError
+
+        raise RunReadError(f"{', '.join(twice)}: the same run is given more than once: give each run once")
     groups = seed_groups(runs)
     table = per_run(runs)
     rec = recipes.recipe_table(groups)

@@ -1,20 +1,29 @@
-"""Where a recipe comparison's variance comes from, and what a study needs to settle it.
+"""Where a recipe comparison's variance comes from, and what a study needs to settle it, planned for the interval the
+kit reports (the generalized pivotal interval of `multiboot`), not for a t test it does not run.
 
 * `variance_components`: a k seeds x n items table split into seed, item and residual variance (two-way random
   effects, method of moments), with a one-sided upper confidence bound on the seed variance (`seed_upper`: from 5
   seeds its 95 % range is about x0.36 to x8 of the estimate, so a design planned on the estimate alone is optimistic);
-* `power`, `detectable_effect`: the noncentral t at the test's (Satterthwaite) degrees of freedom, the distribution
-  the recipe-level test's statistic follows, not the normal (which promises 80 % power and delivers ~40-60 % at 3-5
-  seeds when seeds dominate);
-* `design`: the fewest seeds per arm (never fewer than 2: one seed has no recipe-level interval) and their cost in
-  minutes to detect a difference at a given power, planned with the seed variance's estimate or its upper bound.
+* `power`: the probability that the kit's 95 % interval excludes 0 when the truth is `effect`, for a comparison whose
+  mean squares have given expectations (`multiboot.Terms`). Under the two-way normal model the estimate is normal and
+  independent of the mean squares, each a scaled chi-square; so the power is the mean, over simulated mean squares,
+  of P(|estimate| beyond the interval's half-width those mean squares give). The half-width is the kit's own (the
+  pivot's quantile, root-found per simulated study): nothing is approximated by a t distribution. Checked against
+  studies simulated from raw tables through `multiboot.contrast` (`tests/test_multiboot.py`; docs/measurements.md);
+* `detectable_effect`: the effect at which that power is 80 % (or `power_`), for an observed comparison (its mean
+  squares taken as the truth) — `detectable_80` in the tables means 80 % for the kit's interval;
+* `design`: the fewest seeds per arm (never fewer than 2) and their cost in minutes to detect a difference at a given
+  power, for each item count, planned with the seed variance's estimate or its upper bound.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["design", "design_df", "detectable_effect", "power", "variance_components", "variance_of_mean"]
+__all__ = ["design", "detectable_effect", "expected_terms", "power", "variance_components", "variance_of_mean"]
+
+OUTER = 256  # simulated studies (mean squares) per power evaluation
+INNER = 512  # variance draws of each simulated study's pivot
 
 
 def variance_components(x: np.ndarray, upper: float = 0.8) -> dict:
@@ -58,41 +67,90 @@ def variance_of_mean(comp: dict, seeds: int, items: int, seed_key: str = "seed")
     return seed / seeds + comp["item"] / items + comp["residual"] / (seeds * items)
 
 
-def design_df(components: list[dict], seeds: int, items: int, seed_key: str = "seed") -> float:
-    """Satterthwaite degrees of freedom of a design (each trained arm `seeds` seeds on `items` items)."""
-    parts = [(c.get(seed_key, 0.0) or 0.0) / seeds + c["residual"] / (seeds * items) for c in components]
-    item = sum(c["item"] for c in components) / items
-    total = sum(parts) + item
-    den = sum(p * p / (seeds - 1) for p in parts) + (item * item / (items - 1) if items > 1 else 0.0)
-    return float(total * total / den) if den > 0 else float("inf")
+def expected_terms(comp: dict, seeds: int, items: int, seed_key: str = "seed"):
+    """The `multiboot.Terms` of one k x n table (a recipe's per-seed differences from Base, or two recipes' paired
+    differences) with the mean squares' expectations under the components: seed n var_a + var_e (k - 1 df),
+    residual var_e, item var_b + var_e / k (n - 1 df)."""
+    from .multiboot import Terms
+
+    a = comp.get(seed_key, 0.0)
+    a = 0.0 if not np.isfinite(a) else a
+    b, e, k, n = comp["item"], comp["residual"], seeds, items
+    return Terms(
+        0.0,
+        np.array([n * a + e, e, b + e / k]),
+        np.array([k - 1.0, (k - 1.0) * (n - 1.0), n - 1.0]),
+        np.array([1 / (k * n), 1 / (k * n), 1 / n]),
+        ["seed", "residual", "item"],
+        n,
+    )
 
 
-def power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
-    """Probability that a two-sided t test at `df` degrees of freedom calls a true difference `effect` real,
-    when its standard error is `se` (the noncentral t)."""
+def _half_widths(t, alpha: float, outer: int, inner: int, seed: int) -> tuple[np.ndarray, float]:
+    """The kit's interval's half-width in `outer` simulated studies whose mean squares are t.ms * chi2(df) / df, and
+    the true variance of the estimate (the variance the expected mean squares give)."""
     from scipy import stats as st
+    from scipy.special import ndtr
+    from scipy.stats import qmc
 
-    if se <= 0:
-        return 1.0 if effect else alpha
-    df = df if np.isfinite(df) else 1e6
-    q = st.t.ppf(1 - alpha / 2, df)
-    nc = abs(effect) / se
-    if nc > q + 40:  # far beyond the critical value (scipy's noncentral t returns NaN out there)
-        return 1.0
-    p = float(st.nct.sf(q, df, nc) + st.nct.cdf(-q, df, nc))
-    return p if np.isfinite(p) else float(st.norm.sf(q - nc) + st.norm.cdf(-q - nc))
+    true_var = float(t.variance())
+    if not len(t.ms) or true_var <= 0:
+        return np.zeros(outer), max(true_var, 0.0)
+
+    def chi(n: int, s: int) -> np.ndarray:  # chi2(df) / df at n scrambled Sobol points: [terms, n]
+        u = qmc.Sobol(d=len(t.df), scramble=True, seed=s).random(n)
+        return st.chi2.ppf(np.clip(u, 1e-12, 1 - 1e-12), t.df[None, :]).T / t.df[:, None]
+
+    ms = t.ms[:, None] * chi(outer, seed + 1)  # the simulated studies' mean squares [terms, studies]
+    scale = 1.0 / chi(inner, seed)  # each study's pivot redraws them as ms * df / chi2(df) [terms, draws]
+    # each study's variance draws [studies, draws]: the terms' parts, then the item part clipped at 0 (`Terms.variance`)
+    parts = {}
+    for kind in ("seed", "residual", "item"):
+        m = np.array([k == kind for k in t.kind])
+        parts[kind] = np.einsum("t,ts,td->sd", t.coef[m], ms[m], scale[m]) if m.any() else 0.0
+    sd = np.sqrt(parts["seed"] + np.maximum(parts["item"] - parts["residual"], 0.0))
+    sd = np.broadcast_to(sd, (outer, inner)) if np.ndim(sd) == 2 else np.zeros((outer, inner))
+    lo, hi = np.zeros(outer), 20.0 * sd.max(1) + 1e-12
+    target = 1 - alpha / 2
+    for _ in range(60):  # bisection, all studies at once: the pivot's quantile is where mean Phi(h / sd) = target
+        mid = (lo + hi) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(sd > 0, ndtr(mid[:, None] / sd), 1.0).mean(1)
+        lo, hi = np.where(f < target, mid, lo), np.where(f < target, hi, mid)
+    return (lo + hi) / 2, true_var
 
 
-def detectable_effect(se: float, df: float = float("inf"), power_: float = 0.8, alpha: float = 0.05) -> float:
-    """The smallest true difference a comparison with standard error `se` (at `df` degrees of freedom) detects
-    with probability `power_` (noncentral t)."""
-    from scipy import stats as st
+def power(effect: float, t, alpha: float = 0.05, outer: int = OUTER, inner: int = INNER, seed: int = 0) -> float:
+    """The probability that the kit's (1 - alpha) interval of a comparison with terms `t` (their mean squares taken
+    as the expectations) excludes 0 when the true difference is `effect`."""
+    from scipy.special import ndtr
+
+    h, var = _half_widths(t, alpha, outer, inner, seed)
+    if var <= 0:
+        return 1.0 if effect else 0.0
+    sd = np.sqrt(var)
+    return float(np.mean(ndtr((abs(effect) - h) / sd) + ndtr((-abs(effect) - h) / sd)))
+
+
+def detectable_effect(t, power_: float = 0.8, alpha: float = 0.05, seed: int = 0) -> float:
+    """The smallest true difference the kit's interval detects with probability `power_`, for a comparison with terms
+    `t` (`multiboot.terms` of the observed arms: their mean squares taken as the truth). Defined for every number of
+    seeds: at two seeds the interval is wide, and the effect is large, not undefined."""
     from scipy.optimize import brentq
+    from scipy.special import ndtr
 
-    if not se > 0:
+    h, var = _half_widths(t, alpha, OUTER, INNER, seed)
+    if var <= 0:
         return 0.0
-    q = st.t.ppf(1 - alpha / 2, df if np.isfinite(df) else 1e6)
-    return float(brentq(lambda e: power(e, se, df, alpha) - power_, 0.0, (q + 30) * se))
+    sd = np.sqrt(var)
+
+    def f(e):
+        return float(np.mean(ndtr((e - h) / sd) + ndtr((-e - h) / sd))) - power_
+
+    hi = float(h.max() + 10 * sd)
+    while f(hi) < 0:
+        hi *= 2
+    return float(brentq(f, 0.0, hi, xtol=1e-9 * max(hi, 1e-12)))
 
 
 def design(
@@ -107,25 +165,24 @@ def design(
     minutes_per_item_and_seed: float = 0.0,
     seed_key: str = "seed",
 ) -> list[dict]:
-    """How many seeds (at least 2: one seed has no recipe-level interval) and items detect a difference of
-    `effect` at `power_` (two-sided `alpha`, noncentral t at the design's Satterthwaite df). `components`: the
-    variance components of each trained arm of the comparison (one for "recipe vs Base": the components of
-    the per-seed differences from Base; two for "recipe vs recipe"); `seed_key="seed_upper"` plans with the
-    upper confidence bound of the seed variance instead of its estimate. For each item count, the fewest seeds
-    per arm that reach the power, and the minutes that design costs (`minutes_per_seed` of training and
-    `minutes_per_item_and_seed` of evaluation, per arm)."""
-    items = items or [components[0]["items"]]
+    """How many seeds (at least 2: one seed has no recipe-level interval) and items detect a difference of `effect` at
+    `power_` with the kit's interval (`power`). `components`: the variance components of the comparison's per-seed
+    differences (one table: "recipe vs Base", or two recipes on the same seeds); `seed_key="seed_upper"` plans with the
+    upper confidence bound of the seed variance. For each item count, the fewest seeds per arm that reach the power,
+    the power promised there, and the minutes that design costs (`minutes_per_seed` of training and
+    `minutes_per_item_and_seed` of evaluation)."""
+    (comp,) = components
+    items = items or [comp["items"]]
     out = []
     for n in items:
-        need = None
+        need, got = None, None
         for k in range(2, max_seeds + 1):
-            var = sum(variance_of_mean(c, k, n, seed_key) for c in components)
-            if var == 0 or power(effect, np.sqrt(var), design_df(components, k, n, seed_key), alpha) >= power_:
+            got = power(effect, expected_terms(comp, k, n, seed_key), alpha)
+            if got >= power_:
                 need = k
                 break
-        row = {"effect": effect, "items": n, "seeds_per_arm": need}
+        row = {"effect": effect, "items": n, "seeds_per_arm": need, "power": got if need else None}
         if need is not None:
-            arms = len(components)
-            row["minutes"] = round(arms * need * (minutes_per_seed + n * minutes_per_item_and_seed), 1)
+            row["minutes"] = round(need * (minutes_per_seed + n * minutes_per_item_and_seed), 1)
         out.append(row)
     return out

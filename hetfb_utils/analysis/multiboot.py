@@ -19,7 +19,11 @@ kit's default interval (`method="gpq"`) is a **generalized pivotal interval** (W
 small-sample interval for the mean of a random-effects model): the variance of the comparison is written in the
 ANOVA mean squares of the seeds x items tables (one seed term and one residual term per seed group, one item
 term), each mean square is redrawn from its own chi-square distribution (k - 1 degrees of freedom for a seed
-term), and the interval is the 2.5 and 97.5 % points of estimate - Z sqrt(variance drawn). With two seeds and the
+term), and the interval is the 2.5 and 97.5 % points of estimate - Z sqrt(variance drawn). The normal Z is not drawn:
+the pivot's distribution function is the mean, over the variance draws, of Phi((x - estimate) / sqrt(variance)), the
+bounds are its roots (`Pivot`), and the variance draws sit at scrambled Sobol points, so a p-value carries a Monte Carlo
+error of ~1e-4 (reported as `p_mc_se`) and no 1/draws floor; with plain draws of both, a p near 0.05 moved by +-0.02
+with the draw seed (measured in docs/measurements.md). With two seeds and the
 seeds dominant it is as wide as Student's t with one degree of freedom (it must be: nothing else covers); with
 the items dominant it is the items' t interval. A ratio statistic (sum over sum) is linearised per item first.
 Non-negative, skewed metrics (Bias (Cluster), Bias (Entropy): `LOG_METRICS`) get the same interval on the log
@@ -67,9 +71,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..common.stats import TOLERANCE, real_difference
+from .pivot import N_DRAWS as PIVOT_DRAWS
+from .pivot import Pivot, pivot, variance_draws
 
 N_BOOT = 2000  # joint bootstrap replicates (the percentile reading; the worked example of notebook 06)
-N_DRAWS = 20000  # generalized pivotal draws per interval
+N_DRAWS = PIVOT_DRAWS  # variance draws per generalized pivotal interval (`pivot`)
 CONFIDENCE = 0.95
 EXPLORATORY_BELOW = 4  # seeds per trained arm under which a recipe-level conclusion is exploratory
 LOG_METRICS = ("Bias (Cluster)", "Bias (Entropy)")
@@ -83,11 +89,14 @@ __all__ = [
     "N_BOOT",
     "TOLERANCE",
     "Arm",
+    "Pivot",
     "Terms",
     "contrast",
+    "pivot",
     "real_difference",
     "replicates",
     "terms",
+    "variance_draws",
 ]
 
 
@@ -239,16 +248,6 @@ def terms(arms: list[Arm], weights) -> Terms:
     return Terms(est, np.asarray(ms, float), np.asarray(df, float), np.asarray(coef, float), kind, n)
 
 
-def _gpq_draws(t: Terms, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(Z, variance) draws of the generalized pivot: each mean square redrawn as ms * df / chi2(df)."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal(n_draws)
-    if not len(t.ms):
-        return z, np.zeros(n_draws)
-    chi = rng.chisquare(t.df[:, None], size=(len(t.df), n_draws))
-    return z, np.asarray(t.variance(t.ms[:, None] * t.df[:, None] / chi), dtype=np.float64)
-
-
 def _t_interval(est: float, var: float, df: float, null: float, alpha: float) -> tuple[float, float, float, float]:
     """(lo, hi, p_greater, p_less) of Student's t at `df` (the normal when infinite) around `est` with `var`."""
     from scipy import stats as st
@@ -260,11 +259,27 @@ def _t_interval(est: float, var: float, df: float, null: float, alpha: float) ->
 
 
 def _draws_interval(draws: np.ndarray, at: float, alpha: float) -> tuple[float, float, float, float]:
-    """(lo, hi, p_greater, p_less) read off draws of the truth: their quantiles, and the shares at or beyond `at`
-    (at least 1 / draws)."""
+    """(lo, hi, p_greater, p_less) read off draws of the truth (the percentile reading): their quantiles, and the
+    shares at or beyond `at`."""
     lo, hi = (float(x) for x in np.quantile(draws, [alpha / 2, 1 - alpha / 2]))
-    floor = 1 / len(draws)
-    return lo, hi, max(float(np.mean(draws <= at)), floor), max(float(np.mean(draws >= at)), floor)
+    return lo, hi, float(np.mean(draws <= at)), float(np.mean(draws >= at))
+
+
+def _read(t: Terms, arms, weights, method: str, log: bool, null: float, confidence: float, n_boot, n_draws, seed):
+    """(lo, hi, p_greater, p_less, Monte Carlo error, pivot or None) of a comparison by `method`."""
+    est, var = t.estimate, float(max(t.variance(), 0.0))
+    if var == 0:
+        return est, est, float(est <= null), float(est >= null), 0.0, None
+    if method == "satterthwaite":
+        return (*_t_interval(est, var, t.satterthwaite_df(), null, 1 - confidence), 0.0, None)
+    if method == "gpq":
+        piv = pivot(t, log, n_draws)  # one fixed scramble: deterministic, and cached per degrees of freedom
+        lo, hi = piv.interval(confidence)
+        p_greater, mc = piv.cdf(piv.at(null))
+        return lo, hi, p_greater, 1.0 - p_greater, mc, piv
+    # percentile: MultiBERTs' reading of the joint replicates, as is (no rescaling)
+    draws = replicates(arms, n_boot, seed, rescale=False) @ np.asarray(weights, dtype=np.float64)
+    return (*_draws_interval(draws, null, 1 - confidence), 0.0, None)
 
 
 def contrast(
@@ -282,10 +297,11 @@ def contrast(
 ) -> dict:
     """A linear combination of arms (one arm with weight 1: its value; two with 1, -1: their difference) at
     recipe level. Returns estimate, lo, hi; p (two-sided, against `null`), p_greater and p_less (one-sided:
-    the truth above / below `null`); se, df (Satterthwaite, for power), the variance shares of seeds and items,
-    the seeds per arm (0: not trained; 1: one seed, no seed variance), and `real`: the interval excludes 0 and
-    |estimate| > `tolerance`. `transform="log"` (one arm of a positive metric): the interval on the log scale,
-    mapped back."""
+    the truth above / below `null`) with `p_mc_se`, the Monte Carlo standard error of the one-sided p-values (GPQ);
+    se, df (Satterthwaite), the variance shares of seeds and items, the seeds per arm (0: not trained; 1: one seed,
+    no seed variance), `real` (the interval excludes 0 and |estimate| > `tolerance`) and, for GPQ, `pivot` (the
+    `Pivot`, for intervals at other levels: `Pivot.interval`). `transform="log"` (one arm of a positive metric):
+    the interval on the log scale, mapped back."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if transform not in (None, "log"):
@@ -294,21 +310,7 @@ def contrast(
     est, var = t.estimate, float(max(t.variance(), 0.0))
     log = transform == "log" and est > 0 and len(arms) == 1
     df = t.satterthwaite_df()
-    if var == 0:
-        lo = hi = est
-        p_greater, p_less = float(est <= null), float(est >= null)
-    elif method == "satterthwaite":
-        lo, hi, p_greater, p_less = _t_interval(est, var, df, null, 1 - confidence)
-    else:
-        if method == "gpq":  # draws of the truth: estimate - Z sqrt(variance redrawn)
-            z, v = _gpq_draws(t, n_draws, seed)
-            draws = np.log(est) - z * np.sqrt(v) / est if log else est - z * np.sqrt(v)
-        else:  # percentile: MultiBERTs' reading of the joint replicates, as is (no rescaling)
-            draws = replicates(arms, n_boot, seed, rescale=False) @ np.asarray(weights, dtype=np.float64)
-        at = np.log(null) if log and null > 0 else (-np.inf if log else null)
-        lo, hi, p_greater, p_less = _draws_interval(draws, at, 1 - confidence)
-        if log:
-            lo, hi = float(np.exp(lo)), float(np.exp(hi))
+    lo, hi, p_greater, p_less, mc, piv = _read(t, arms, weights, method, log, null, confidence, n_boot, n_draws, seed)
     parts = t.parts()
     total = sum(parts.values())
     return {
@@ -316,8 +318,9 @@ def contrast(
         "lo": float(lo),
         "hi": float(hi),
         "p": min(2 * min(p_greater, p_less), 1.0),
-        "p_greater": min(p_greater, 1.0),
-        "p_less": min(p_less, 1.0),
+        "p_greater": min(max(p_greater, 0.0), 1.0),
+        "p_less": min(max(p_less, 0.0), 1.0),
+        "p_mc_se": mc,
         "se": float(np.sqrt(var)),
         "df": df,
         "seed_share": parts["seeds"] / total if total > 0 else 0.0,
@@ -326,6 +329,7 @@ def contrast(
         "items": t.items,
         "method": method + ("+log" if log else ""),
         "real": real_difference(est, lo, hi, tolerance),
+        "pivot": piv,
     }
 
 

@@ -105,6 +105,7 @@ def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: i
     # a single arm of a non-negative, skewed metric: its interval on the log scale (multiboot.LOG_METRICS)
     transform = "log" if len(arms) == 1 and metric in LOG_METRICS else None
     r = contrast(arms, weights, seed=seed, transform=transform)
+    r.pop("pivot")
     seeds = r.pop("seeds")
     return {
         "table": table,
@@ -113,7 +114,8 @@ def _row(table: str, metric: str, arms: list[Arm], weights: list[float], seed: i
         **r,
         "seeds": " vs ".join(map(str, seeds)),
         "conclusion": conclusion_kind(seeds, r["items"]),
-        "detectable_80": detectable_effect(r["se"], r["df"]),
+        # the difference the kit's interval detects with 80 % power at this design (differences only)
+        "detectable_80": detectable_effect(terms(arms, weights)) if len(arms) > 1 else float("nan"),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,13 +21,13 @@ from ..evaluation.tables import PAPER_TABLE1, TABLE1_COLUMNS
 from .runs import Run, code_line, load_run, relative
 from .uncertainty import R_MARK, wide_with_intervals
 
-OTHER = {
-    "winogender": "WinoGender (accuracy by pronoun gender, male - female gap, bias metrics)",
-    "winogrande": "WinoGrande accuracy",
-    "oasst_heldout": "OASST held-out human pairs",
-    "crows_pairs": "CrowS-Pairs (the authors' three templates)",
-    "ifeval": "IFEval (Google's checkers)",
-}
+
+def other_tables() -> dict[str, str]:
+    """table -> title of every registered benchmark with a per-item table, Table 1 aside (`evaluation.registry`: a new
+    benchmark reaches RESULTS.md with no edit here)."""
+    from ..evaluation.registry import benchmarks
+
+    return {b.table: b.title for b in benchmarks() if b.table and b.columns and b.table != "table1_winobias"}
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -69,7 +70,8 @@ def table1_beside_paper(run: Run) -> pd.DataFrame:
         if (run.dir / "tables" / "table1_winobias.md").is_file()
         else ""
     )
-    wide["model"] = [f"{m} {R_MARK}" if f"| {m} {R_MARK}" in t1 else m for m in wide["model"]]
+    marks = dict(re.findall(rf"\| ([^|]+?) ({re.escape(R_MARK)}\([^)]*\))", t1))
+    wide["model"] = [f"{m} {marks[m]}" if m in marks else m for m in wide["model"]]
     paper = PAPER_TABLE1.set_index("model")
     out = wide[["model"]].copy()
     for c in TABLE1_COLUMNS:
@@ -96,13 +98,15 @@ def training_lines(run: Run) -> list[str]:
                 f"SFT held-out loss {r['sft.base_eval_loss']:.3g} → {r['sft.eval_loss']:.3g} "
                 f"({int(r.get('sft.eval_rows', 0))} rows)"
             )
-        if pd.notna(r.get("reward.eval_accuracy")):
-            parts.append(
-                f"reward model held-out accuracy {r['reward.eval_accuracy']:.2f} "
-                f"[{r.get('reward.eval_accuracy_lo', float('nan')):.2f}, "
-                f"{r.get('reward.eval_accuracy_hi', float('nan')):.2f}] of {int(r.get('reward.eval_pairs', 0))}"
-                + (" (at chance: the interval covers 0.5)" if r.get("reward.at_chance (CI covers 0.5)") is True else "")
-            )
+        if isinstance(r.get("reward.learned_sources"), str):
+            parts.append(f"reward model learned: {r['reward.learned_sources']}")
+        for stage in ("ppo", "rloo"):
+            if pd.notna(r.get(f"{stage}.heldout_reward_gain")):
+                parts.append(
+                    f"{stage.upper()} held-out reward gain {r[f'{stage}.heldout_reward_gain']:.3g} "
+                    f"[{r[f'{stage}.heldout_reward_gain_lo']:.3g}, {r[f'{stage}.heldout_reward_gain_hi']:.3g}], "
+                    f"KL {r.get(f'{stage}.heldout_kl', float('nan')):.3g}"
+                )
         if parts:
             out.append(f"- `{r['variant']}`: " + "; ".join(parts))
     return out
@@ -119,12 +123,12 @@ def run_section(run: Run) -> str:
             "",
             "Intervals over the evaluation items of each trained model (**one training seed**: conclusions "
             "about these models, not their recipes). `*` the paired difference from Base is real on these "
-            f"items; `{R_MARK}` its reward model did not beat chance.",
+            f"items; `{R_MARK}(…)` names the sources the row's reward model learned.",
             "",
             _md(t1),
             "",
         ]
-    for table, title in OTHER.items():
+    for table, title in other_tables().items():
         p = run.dir / "tables" / f"{table}_ci.csv"
         if p.is_file():
             lines += [f"### {title}", "", _md(wide_with_intervals(pd.read_csv(p))), ""]
@@ -189,10 +193,25 @@ def discover(output_root: Path) -> tuple[list[Path], list[Path]]:
     return quick or runs, compares
 
 
+def _replication_note(x) -> str:
+    """One claim's replication line: the status, the original verdict and interval, the new seeds' interval and the
+    original-minus-new contrast."""
+    from ..common.stats import fmt_ci
+
+    if x["status"] in ("not tested",):
+        return "not tested"
+    orig = f"{x['original_verdict']} on {x['original_seeds']}"
+    if x["status"] == "nothing to replicate":
+        return f"nothing to replicate ({orig})"
+    new = fmt_ci(x["new_estimate"], x["new_lo"], x["new_hi"])
+    diff = fmt_ci(x["difference_old_minus_new"], x["difference_lo"], x["difference_hi"])
+    return f"{x['status']} ({orig}; {x['new_seeds']}: {new}; old − new {diff})"
+
+
 def claims_block(compare_dir: Path) -> str:
-    """The README's current verdicts: the claims of one comparison, each with its seed counts and, when the
-    comparison was replicated (`seeds --replicate K`), whether the verdict held on the new seeds; a verdict that
-    did not replicate is printed as not distinguishable."""
+    """The README's current verdicts: the claims of one comparison (with `seeds --replicate K`, the pooled comparison
+    of every seed: the headline), each with its unadjusted and Holm-consistent intervals, its seeds, whether it
+    replicated on the new seeds (`analysis.replication`), and the leave-one-seed-out diagnostic."""
     from ..common.stats import fmt_ci
 
     d = Path(compare_dir)
@@ -200,33 +219,31 @@ def claims_block(compare_dir: Path) -> str:
     rep = pd.read_csv(d / "replication.csv").set_index("id") if (d / "replication.csv").is_file() else None
     rows = []
     for _, r in df.iterrows():
-        interval = fmt_ci(r["estimate"], r["lo"], r["hi"]) if pd.notna(r.get("estimate")) else "–"
-        det = f"{r['detectable_80']:.3g}" if pd.notna(r.get("detectable_80")) else "–"
-        verdict, status = r["verdict"], "not replicated yet (`seeds --replicate K`)"
+        tested = pd.notna(r.get("estimate"))
+        status = "not replicated yet (`seeds --replicate K`)"
         if rep is not None and r["id"] in rep.index:
-            x = rep.loc[r["id"]]
-            verdict = x["printed"]
-            if x["status"] not in ("not tested",):
-                new = fmt_ci(x["new_estimate"], x["new_lo"], x["new_hi"]) if pd.notna(x.get("new_estimate")) else "–"
-                holm = f", Holm p {x['new_p_holm']:.2g}" if pd.notna(x.get("new_p_holm")) else ""
-                status = f"{x['status']} on {x['new_seeds']}: {x['new_verdict']}, {new}{holm}"
+            status = _replication_note(rep.loc[r["id"]])
         rows.append(
             {
                 "claim": f"{r['id']}: {r['claim']}",
                 "comparison": f"{r['comparison']}, {r['metric']}"
                 + (f" ({r['tests']})" if isinstance(r.get("tests"), str) and "not the paper" in r["tests"] else ""),
-                "verdict": f"**{verdict}**",
-                "difference [95 % CI]": interval,
+                "verdict": f"**{r['verdict']}**",
+                "difference [95 % CI]": fmt_ci(r["estimate"], r["lo"], r["hi"]) if tested else "–",
+                "Holm-consistent CI": f"[{r['adj_lo']:.3g}, {r['adj_hi']:.3g}]" if pd.notna(r.get("adj_lo")) else "–",
                 "p (Holm)": f"{r['p_holm']:.2g}" if pd.notna(r.get("p_holm")) else "–",
-                "evidence": r["conclusion"],
+                "evidence": r["conclusion"] + (f"; {r['rl_stage']}" if isinstance(r.get("rl_stage"), str) else ""),
                 "replication": status,
-                "detectable at 80 %": det,
+                "leave one seed out": r.get("loso") if isinstance(r.get("loso"), str) else "–",
+                "detectable at 80 %": f"{r['detectable_80']:.3g}" if pd.notna(r.get("detectable_80")) else "–",
             }
         )
     when = _dt.datetime.fromtimestamp((d / "claims.csv").stat().st_mtime, _dt.timezone.utc)
     return (
-        f"From `{d.name}` ({when:%Y-%m-%d}); p-values Holm-adjusted across the claims; the paper's numbers are "
-        "LLaMA-7B's, these are SmolLM2-135M's on a CPU budget.\n\n" + _md(pd.DataFrame(rows))
+        f"From `{d.name}` ({when:%Y-%m-%d}). The verdict follows the Holm-adjusted p across the claims, and so "
+        "does the Holm-consistent interval beside it (it excludes the null exactly when the verdict is not 'not "
+        "distinguishable'); the 95 % CI is unadjusted. The paper's numbers are LLaMA-7B's, these are SmolLM2-135M's "
+        "on a CPU budget.\n\n" + _md(pd.DataFrame(rows))
     )
 
 

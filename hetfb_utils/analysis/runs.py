@@ -50,6 +50,11 @@ def _read_json(path: Path, what: str):
 def load_run(where: str | Path) -> Run:
     """A run directory (with manifest.json) or a params file (its `outputs/<run_name>`)."""
     p = Path(where)
+    if not p.exists() and p.suffix not in (".yaml", ".yml") and (len(p.parts) > 1 or str(where).endswith("/")):
+        raise RunReadError(
+            f"{p}: no such run directory. Give a finished run's directory (e.g. outputs/quickstart, which holds "
+            "manifest.json), or a params file"
+        )
     if p.is_dir():
         man_path = p / "manifest.json"
         if not man_path.is_file():

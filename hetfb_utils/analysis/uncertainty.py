@@ -8,7 +8,7 @@ values (the `items` of each benchmark's result) make which column, and how the k
   and vs Base: delta, delta_lo, delta_hi, p;
 * `differences(results, params)`      -> every paired comparison (vs Base, R vs S) in one frame;
 * `table1_with_intervals(...)`         -> the Markdown Table 1: `0.415 [0.380, 0.450]*`, `†` rows;
-* `reward_at_chance(params)`           -> each variant's reward model: held-out accuracy, Wilson CI.
+* `rl_stage_notes(params)`             -> each `-R` row: the sources its reward model learned, its RL gain.
 
 Items are paired by their ids, so two models (or two runs) are compared on the items both scored.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..common.params import Params
-from ..common.stats import fmt_ci, interval, paired, proportion, real_difference, seed_for
+from ..common.stats import fmt_ci, interval, paired, real_difference, seed_for
 from ..evaluation.registry import item_tables
 
 CONTROL = re.compile(r"^(RAND|Q|DIV)-([0-9.]+)-([SR])$")
@@ -147,9 +147,9 @@ def differences(results: list[dict], params: Params) -> pd.DataFrame:
     return df.sort_values("table", key=lambda t: t.map(order), kind="stable").reset_index(drop=True) if len(df) else df
 
 
-def reward_at_chance(params: Params) -> dict[str, dict]:
-    """Each variant's reward model on its held-out pairs: accuracy, Wilson 95 % CI, p against chance;
-    `at_chance` when the interval covers 0.5 (its `-R` model was trained against noise)."""
+def rl_stage_notes(params: Params) -> dict[str, dict]:
+    """Each variant's `-R` stages as Table 1 marks them: the sources its reward model learned (each with its held-out
+    accuracy and interval) and the RL stage's held-out reward gain with its interval (None when not run)."""
     from ..training.stages import stage_dir
 
     out = {}
@@ -158,11 +158,21 @@ def reward_at_chance(params: Params) -> dict[str, dict]:
         if not m.is_file():
             continue
         met = json.loads(m.read_text()).get("metrics") or {}
-        n = met.get("eval_pairs", met.get("eval_rows", 0))
-        if met.get("eval_accuracy") is None or not n:
-            continue
-        out[v] = proportion(int(round(met["eval_accuracy"] * n)), n)
+        judged = met.get("judgement") or {}
+        learned = {s: judged[s] for s in met.get("learned_sources") or [] if s in judged}
+        rl = stage_dir(params, v, params.rl.algorithm) / "manifest.json"
+        gain = None
+        if rl.is_file():
+            rm = json.loads(rl.read_text()).get("metrics") or {}
+            if "heldout_reward_gain" in rm:
+                gain = {k: rm[f"heldout_reward_gain{s}"] for k, s in (("value", ""), ("lo", "_lo"), ("hi", "_hi"))}
+        out[v] = {"learned": learned, "gain": gain}
     return out
+
+
+def r_mark(note: dict) -> str:
+    """`†(oasst)`: the sources the row's reward model learned (`†(none)`: it learned no source)."""
+    return f"{R_MARK}({', '.join(note['learned']) or 'none'})"
 
 
 def r_model_variant(name: str, results: list[dict]) -> str | None:
@@ -174,33 +184,33 @@ def table1_with_intervals(ci: pd.DataFrame, results: list[dict], params: Params)
     """The Markdown Table 1 (cells `value [lo, hi]`, `*` = differs from Base) and its footnote."""
     from ..evaluation.tables import TABLE1_COLUMNS
 
-    chance = reward_at_chance(params) if params.rl.algorithm in ("ppo", "rloo") else {}
+    notes = rl_stage_notes(params) if params.rl.algorithm in ("ppo", "rloo") else {}
     rows = []
     for model, g in ci.groupby("model", sort=False):
         g = g.set_index("metric")
         name = model
         v = r_model_variant(model, results)
-        if model.endswith("R") and v in chance and chance[v]["at_chance"]:
-            name = f"{model} {R_MARK}"
+        if model.endswith("R") and v in notes:
+            name = f"{model} {r_mark(notes[v])}"
         row = {"model": name}
         for c in TABLE1_COLUMNS:
             if c in g.index:
                 x = g.loc[c]
                 row[c] = fmt_ci(x["value"], x["lo"], x["hi"]) + (f" {DIFF_MARK}" if x["differs_from_base"] else "")
         rows.append(row)
-    notes = [READING]
-    marked = sorted(v for v, c in chance.items() if c["at_chance"])
-    if marked:
-        details = "; ".join(
-            f"{v}: {chance[v]['value']:.2f} [{chance[v]['lo']:.2f}, {chance[v]['hi']:.2f}] of {chance[v]['n']}"
-            for v in marked
+    lines = [READING]
+    if notes:
+        per_row = []
+        for v, n in notes.items():
+            learned = "; ".join(f"{s} {fmt_ci(r['accuracy'], r['lo'], r['hi'])}" for s, r in n["learned"].items())
+            gain = fmt_ci(n["gain"]["value"], n["gain"]["lo"], n["gain"]["hi"]) if n["gain"] else "not run"
+            per_row.append(f"{v}: learned {learned or 'no source'}, RL held-out reward gain {gain}")
+        lines.append(
+            f"`{R_MARK}(…)` after an `-R` row names the sources its reward model learned (held-out accuracy above "
+            "chance and above its shuffled-label heads); `{R_MARK}(none)`: it learned none, and its RL stage trained "
+            "against a reward at chance. " + "; ".join(per_row) + "."
         )
-        notes.append(
-            f"`{R_MARK}` the reward model this `-R` model was trained against did not beat chance: its "
-            f"held-out pairwise accuracy interval covers 0.5 ({details}). These rows are PPO against a "
-            "reward at chance, not the paper's RLHF effect."
-        )
-    return pd.DataFrame(rows), "\n\n".join(notes)
+    return pd.DataFrame(rows), "\n\n".join(lines)
 
 
 def wide_with_intervals(ci: pd.DataFrame) -> pd.DataFrame:

@@ -21,20 +21,17 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from .errors import ParamsError
 from .locations import data_dir
-from .params_files import PARAMS_DIR, REPO_ROOT, apply_overrides, parse_override, read_yaml, resolve_params_path
-from .sections import (
-    SEED_MAX,
-    DataParams,
-    EvalParams,
-    ModelParams,
-    RewardParams,
-    RLParams,
-    SelectionParams,
-    SFTParams,
-    SourceSpec,
-    Strict,
-    TrainingParams,
+from .params_files import (
+    PARAMS_DIR,
+    REPO_ROOT,
+    apply_overrides,
+    parse_override,
+    read_yaml,
+    resolve_params_path,
+    resolve_source_paths,
 )
+from .sections import SEED_MAX, DataParams, EvalParams, ModelParams, SelectionParams, SourceSpec, Strict, TrainingParams
+from .stage_sections import RewardParams, RLParams, SFTParams
 
 __all__ = [
     "PARAMS_DIR",
@@ -257,10 +254,10 @@ def load_params(
         if path is None:
             raise ParamsError("give a params file (e.g. params/quickstart.yaml)")
         p = resolve_params_path(path)
-        raw, source = read_yaml(p), str(p)
+        raw, source, base = read_yaml(p), str(p), p.parent
     else:
-        source = "<dict>"
-    raw = apply_overrides(raw, overrides)
+        source, base = "<dict>", None
+    raw = resolve_source_paths(apply_overrides(raw, overrides), base)
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

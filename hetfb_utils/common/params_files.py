@@ -121,6 +121,25 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return raw
 
 
+def resolve_source_paths(raw: dict, base: Path | None) -> dict:
+    """Each `data.sources[].path` written relative, read against the params file's folder (`base`), then the
+    repository root (where `make` runs), then the working directory: the first place that holds it becomes the
+    absolute path, so every process of a run (the notebooks run in `notebooks/`) reads the same file. A path found in
+    none of them is left as written (a Hub dataset id; else the reader's error names the places looked at)."""
+    sources = ((raw or {}).get("data") or {}).get("sources")
+    if not isinstance(sources, list):
+        return raw
+    for spec in sources:
+        path = spec.get("path") if isinstance(spec, dict) else None
+        if not isinstance(path, str) or not path.strip() or Path(path).expanduser().is_absolute():
+            continue
+        bases = ([base] if base is not None else []) + [REPO_ROOT, Path.cwd()]
+        hit = next((b / Path(path).expanduser() for b in bases if (b / Path(path).expanduser()).exists()), None)
+        if hit is not None:
+            spec["path"] = str(hit.resolve())
+    return raw
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`key.sub=value` as (keys, YAML value); a number written as text is the number."""
     if not isinstance(item, str) or "=" not in item:

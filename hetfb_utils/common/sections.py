@@ -1,13 +1,11 @@
-"""The sections of a params file (pydantic models): data sources, selection, model, the training stages, the
-training and evaluation settings. `params.Params` puts them together."""
+"""The sections of a params file (pydantic models): data sources, selection, model, the training and evaluation
+settings (the training stages' sections are `stage_sections`). `params.Params` puts them together."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from .configs import check_fields
 
 SEED_MAX = 2**32 - 1  # numpy / scikit-learn take seeds in [0, 2**32)
 
@@ -171,144 +169,6 @@ class ModelParams(Strict):
     )
 
 
-class _Stage(Strict):
-    """`args` go to the TRL config of the stage, `lora` to peft.LoraConfig."""
-
-    KIND: ClassVar[str] = ""
-    args: dict[str, Any] = Field(default_factory=dict)
-    lora: dict[str, Any] = Field(default_factory=dict)
-    eval_fraction: float = Field(
-        0.1,
-        ge=0.0,
-        lt=1.0,
-        description="Held-out slice of the variant for the stage's own evaluation (loss / pairwise accuracy).",
-    )
-    max_rows: int | None = Field(
-        None, gt=0, description="Train on at most this many rows of the variant (seeded); null = all."
-    )
-    eval_max_rows: int | None = Field(
-        None,
-        gt=0,
-        description="Evaluate on at most this many of the "
-        "held-out rows (the rest are not trained on either); null = all.",
-    )
-
-    @field_validator("args")
-    @classmethod
-    def _args(cls, v: dict) -> dict:
-        """Field names and value types checked against the stage's TRL config dataclass."""
-        return check_fields(cls.KIND, v, "args") if v else v
-
-    @field_validator("lora")
-    @classmethod
-    def _lora(cls, v: dict) -> dict:
-        return check_fields("lora", v, "lora") if v else v
-
-
-class SFTParams(_Stage):
-    """`sft`: the SFT stage (`args`: TRL `SFTConfig`; `lora`: PEFT `LoraConfig`)."""
-
-    KIND: ClassVar[str] = "sft"
-
-
-class RewardParams(_Stage):
-    """`reward`: the reward model (`method`; `args`: TRL `RewardConfig`; `lora`), and the held-out pairs it is judged
-    on."""
-
-    KIND: ClassVar[str] = "reward"
-    method: Literal["head", "lora", "head+lora"] = Field(
-        "head",
-        description="How the reward model learns: `head` = a score head fitted on the SFT model's frozen "
-        "features (logistic regression, grouped cross-validation); `lora` = TRL's RewardTrainer with LoRA (the "
-        "paper's recipe; `args` and `lora` apply); `head+lora` = the fitted head, then RewardTrainer.",
-    )
-    eval_fraction: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="Held-out slice of the variant, for sources without a held-out pool (custom `numeric` / "
-        "`pairwise` sources); OASST, WinoBias and WinoGrande are judged on `heldout_per_source` pairs no variant "
-        "trains on (`training/heldout.py`).",
-    )
-    heldout_per_source: int | None = Field(
-        64,
-        gt=0,
-        description="Held-out pairs per source every reward model of the run is judged on (OASST held-out trees "
-        "under the training label, WinoBias and WinoGrande evaluation splits), drawn by twins / trees; null = all.",
-    )
-    shuffled_control: bool = Field(
-        True,
-        description="Also fit the reward model on randomly flipped labels (the control that must judge held-out "
-        "pairs at chance): free for `head`, a second training run for `lora`.",
-    )
-
-
-class _PolicyStage(_Stage):
-    """An RL stage that samples answers to the variant's prompts (PPO, RLOO)."""
-
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    max_prompt_length: int = Field(128, gt=0, description="The policy's prompts keep their last N tokens.")
-
-
-class PPOParams(_PolicyStage):
-    """`rl.ppo`: PPO (`args`: `trl.experimental.ppo.PPOConfig`; `lora`: the policy's and the value model's adapters)."""
-
-    KIND: ClassVar[str] = "ppo"
-
-
-class RLOOParams(_PolicyStage):
-    """`rl.rloo`: RLOO (`args`: TRL `RLOOConfig`; `lora`: the policy's adapter)."""
-
-    KIND: ClassVar[str] = "rloo"
-
-
-class DPOParams(_Stage):
-    """`rl.dpo`: DPO (`args`: TRL `DPOConfig`; `lora`)."""
-
-    KIND: ClassVar[str] = "dpo"
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-
-
-class RLParams(Strict):
-    """`rl`: which algorithm makes the `-R` models, for which variants, and how the RL stage is judged."""
-
-    algorithm: Literal["ppo", "rloo", "dpo", "none"] = Field(
-        "ppo",
-        description="Second stage after SFT (`-R` models): `ppo` (the paper's; LoRA policy, LoRA value model), "
-        "`rloo` (critic-free: k sampled answers per prompt, each one's baseline the others' mean reward), `dpo` "
-        "(from the pairs, no reward model), `none` (the `-S` models only).",
-    )
-    variants: list[str] | None = Field(
-        None,
-        description="The variants that get an `-R` model (a reward model and the RL stage); null = every trained "
-        "variant. A seed group that asks one RL question pays for one variant's RL.",
-    )
-    ppo: PPOParams = Field(default_factory=PPOParams)
-    rloo: RLOOParams = Field(default_factory=RLOOParams)
-    dpo: DPOParams = Field(default_factory=DPOParams)
-    heldout_prompts: int = Field(
-        64,
-        ge=0,
-        description="Held-out prompts (OASST held-out trees first) the SFT and the -R policy answer, judged by the "
-        "reward model: the paired reward gain (sampled and greedy answers) with its interval, answer length, KL "
-        "from the SFT model.",
-    )
-    judge_samples: int = Field(
-        4,
-        ge=1,
-        description="Answers sampled per held-out prompt (temperature 1) for the expected-reward judgement and the "
-        "KL estimate; the greedy answer is judged beside them.",
-    )
-    curve_prompts: int = Field(
-        8, ge=0, description="Of those, how many are answered after every update for the held-out reward curve."
-    )
-    shuffled_control: bool = Field(
-        False,
-        description="Also run the RL stage against the shuffled-label reward model and judge it with the real one "
-        "(the control: it must not raise held-out reward). Doubles the RL stage's time.",
-    )
-
-
 class TrainingParams(Strict):
     """`training`: the training seed, precision, variants, seed group, launcher and stage store."""
 
@@ -336,6 +196,13 @@ class TrainingParams(Strict):
     )
     accelerate_config: str | None = Field(
         None, description="accelerate config file for the `accelerate` launcher (see params/accelerate/)."
+    )
+    show_training: bool = Field(
+        False,
+        description="Notebooks 03 and 04 train their worked variant on the page even when the stage is already "
+        "trained (the same inputs and seed give the same model; the other variants are read): a workshop's "
+        "attendees see a trainer train after the caches were filled. The runner skips notebooks whose inputs did "
+        "not change, so a headless re-run stays seconds.",
     )
     reuse_stages: bool = Field(
         True,
@@ -377,6 +244,11 @@ class EvalParams(Strict):
     )
     ifeval_max: int | None = Field(None, ge=0, description="IFEval prompts (null = all 541; 0 = skip).")
     crows_max: int | None = Field(None, ge=0)
+    max_items: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="Items per benchmark, by its registered name, for benchmarks without a size field of their own "
+        "(a new module in evaluation/benchmarks/ needs no schema edit); null = every item.",
+    )
     max_new_tokens: int = Field(64, gt=0, description="Generation length for OASST/qualitative.")
     max_length: int = Field(
         256,

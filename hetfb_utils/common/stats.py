@@ -125,18 +125,7 @@ def paired(
         confidence_level=confidence,
         rng=np.random.default_rng(seed),
     ).confidence_interval
-    if den_a is None:  # permutation_type="samples" swaps A and B inside each item: the sign-flip test
-        samples, statistic = (a, b), stat
-    else:  # a ratio of sums: flip the signs of item numbers 1..n, a flipped item swaps A and B
-        num = np.stack([a, b, data[2], data[3]])
-
-        def swapped(s, axis=-1):
-            flip = s < 0
-            i = np.abs(s).astype(int) - 1
-            x, y, dx, dy = (np.where(flip, num[(j + 1) % 2 + 2 * (j // 2)][i], num[j][i]) for j in range(4))
-            return stat(x, y, dx, dy, axis=axis)
-
-        samples, statistic = (np.arange(1, len(a) + 1),), swapped
+    samples, statistic = _flip_test(a, b, data, stat)
     p = permutation_test(
         samples,
         statistic,
@@ -147,6 +136,23 @@ def paired(
         rng=np.random.default_rng(seed + 1),
     ).pvalue
     return {"delta": delta, "delta_lo": float(ci.low), "delta_hi": float(ci.high), "p": float(p)}
+
+
+def _flip_test(a, b, data, stat):
+    """(samples, statistic) of the sign-flip test of A - B for `scipy.stats.permutation_test`: for a mean, swapping A
+    and B inside each item (`permutation_type="samples"`); for a ratio of sums, the signs of item numbers 1..n flipped,
+    a flipped item swapping A and B in numerator and denominator."""
+    if len(data) == 2:
+        return (a, b), stat
+    num = np.stack([a, b, data[2], data[3]])
+
+    def swapped(s, axis=-1):
+        flip = s < 0
+        i = np.abs(s).astype(int) - 1
+        x, y, dx, dy = (np.where(flip, num[(j + 1) % 2 + 2 * (j // 2)][i], num[j][i]) for j in range(4))
+        return stat(x, y, dx, dy, axis=axis)
+
+    return (np.arange(1, len(a) + 1),), swapped
 
 
 TOLERANCE = 1e-5  # |difference| below this is the scorer's float noise (batch layouts), never called real

@@ -22,9 +22,9 @@ from .converters import (
     parse_pairwise,
     parse_winogrande,
 )
-from .eval_sets import eval_files, load_crows_pairs, load_ifeval, load_winogender
+from .eval_sets import load_crows_pairs, load_ifeval, load_winogender
 from .figures import fig_union
-from .readers import DataError, Drops, check_columns, data_dir, iter_jsonl, mirror_file, read_table
+from .readers import DataError, Drops, check_columns, data_dir, fingerprint_files, iter_jsonl, mirror_file, read_table
 from .union import (
     UNIFIED_COLUMNS,
     UnionResult,
@@ -50,7 +50,7 @@ __all__ = [
     "Drops",
     "UnionResult",
     "check_columns",
-    "eval_files",
+    "fingerprint_files",
     "iter_jsonl",
     "winobias_from_hf",
     "build_union",

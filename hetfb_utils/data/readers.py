@@ -199,7 +199,26 @@ def iter_jsonl(lines: Iterable[str], source: str, drops: Drops) -> Iterator[dict
         if not isinstance(row, dict):
             drops.add(source, "malformed_json", f"line {i}: not an object")
             continue
+        if not is_utf8(row):
+            drops.add(source, "invalid_unicode", f"line {i}: a lone UTF-16 surrogate escape (e.g. \\ud83d)")
+            continue
         yield row
+
+
+def is_utf8(value: Any) -> bool:
+    """Can every string in a parsed JSON value be written as UTF-8? A lone UTF-16 surrogate escape (`"\\ud83d"`, half
+    of an emoji some exporters cut) parses to a string that cannot."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(is_utf8(k) and is_utf8(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_utf8(v) for v in value)
+    return True
 
 
 def jsonl_rows(path: Path) -> list[dict]:
@@ -240,7 +259,7 @@ def json_rows(path: Path) -> list[dict]:
             f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); expected a JSON "
             "array of objects, or one JSON object per line"
         ) from None
-    rows = [r for r in data if isinstance(r, dict)]
+    rows = [r for r in data if isinstance(r, dict) and is_utf8(r)]
     if len(rows) < len(data):
         rows.append({"__malformed__": len(data) - len(rows)})
     return rows
@@ -288,7 +307,14 @@ def read_table(path: str, split: str | None = None) -> list[dict]:
     if p.is_dir():
         return directory_rows(p, split)
     if p.suffix or "/" not in path or path.startswith((".", "/", "~")):
-        raise DataError(f"data file '{path}' not found (and it does not look like a Hub dataset id)")
+        from ..common.params_files import REPO_ROOT
+
+        looked = [str(p)] if p.is_absolute() else [str((b / p).resolve()) for b in (REPO_ROOT, Path.cwd())]
+        raise DataError(
+            f"data file '{path}' not found (a relative path is read against the params file's folder, the "
+            f"repository root and the working directory; looked at {looked}), and it does not look like a Hub "
+            "dataset id (`owner/name`)"
+        )
     return hub_rows(path, None, split or "train")
 
 

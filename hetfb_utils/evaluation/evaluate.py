@@ -133,8 +133,8 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
     """Each variant's reward model scores its S and R answers and Base's answers to the same
     held-out OASST prompts: mean reward, win-rate vs Base; and its accuracy on the human pairs."""
     from ..common.stats import interval, proportion, seed_for
-    from ..models.loading import base_model_path, load_reward_model, load_tokenizer
-    from ..training.reward import pairwise_correct, reward_scores
+    from ..models.loading import base_model_path, load_tokenizer
+    from ..training.reward import load_variant_reward, pairwise_correct, reward_scores
     from ..training.stages import stage_dir
 
     base = next((r for r in results if r["model"] == "Base" and "oasst_gen" in r), None)
@@ -149,7 +149,7 @@ def reward_judgements(params: Params, results: list[dict], data: dict) -> pd.Dat
         rm_dir = stage_dir(params, v, "reward")
         if not (rm_dir / "manifest.json").is_file():
             continue
-        rm = load_reward_model(params, stage_dir(params, v, "sft"), rm_dir)
+        rm = load_variant_reward(params, v, rm_dir)
         ok = pairwise_correct(rm, tok, pairs, bs) if pairs else []
         acc = proportion(int(sum(ok)), len(ok))  # Wilson CI; at chance when it covers 0.5
         base_r = reward_scores(rm, tok, [p + a for p, a in zip(prompts, base["oasst_gen"]["answers"])], bs)

@@ -240,6 +240,7 @@ def score_continuations(
     taken from the same forward pass). `answer=(max_new_tokens, stop_at)`: also a greedy answer
     to each of them, generated on the same prompt cache (as `generate_greedy` would give).
     Returns scores[, counts][, next-token log-probs][, answers]."""
+    # long: one walk down the three-level prefix tree; each level is a helper, the rest is one result's bookkeeping
     import copy
     from collections import defaultdict
 

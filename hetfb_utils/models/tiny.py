@@ -17,6 +17,37 @@ CHATML_TEMPLATE = (
 )
 
 
+def _tiny_tokenizer(root: Path | None, vocab_size: int):
+    """A byte-level BPE tokenizer trained on real WinoGrande sentences (the mirror's, when there is one) with SmolLM2's
+    chat special tokens and a ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = []
+    if root is not None and (root / "winogrande/train_xs.jsonl").is_file():
+        corpus = [json.loads(x)["sentence"] for x in (root / "winogrande/train_xs.jsonl").read_text().splitlines()]
+    corpus += ["The developer argued with the designer because she did not like the design."] * 4
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
 def tiny_checkpoint(params: Params, cache: Path) -> Path:
     """The tiny model's checkpoint in the cache (built once per config and seed), its path."""
     from ..common.locations import data_dir
@@ -36,32 +67,9 @@ def tiny_checkpoint(params: Params, cache: Path) -> Path:
     if (out / "hetfb_done.json").is_file():
         return out
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    root = data_dir(params)
-    corpus = []
-    if root is not None and (root / "winogrande/train_xs.jsonl").is_file():
-        corpus = [json.loads(x)["sentence"] for x in (root / "winogrande/train_xs.jsonl").read_text().splitlines()]
-    corpus += ["The developer argued with the designer because she did not like the design."] * 4
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        corpus,
-        trainers.BpeTrainer(
-            vocab_size=cfg["vocab_size"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-    )
-    tok.chat_template = CHATML_TEMPLATE
+    tok = _tiny_tokenizer(data_dir(params), cfg["vocab_size"])
     cfg["vocab_size"] = len(tok)
     torch.manual_seed(params.seed)
     model = LlamaForCausalLM(

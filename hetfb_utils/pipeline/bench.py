@@ -115,6 +115,7 @@ def bench_training_steps(params, steps: int = 5, batch: int = 4, seq: int = 128)
     (mixed precision: TRL's `bf16=True`, autocast), SFT with activation checkpointing (TRL's default, which the kit
     turns off on a CPU), the reward model (`RewardTrainer`) in fp32 and in bf16; and the forward pass in fp32 and
     under bf16 autocast. The ratios are what to quote (the machine's speed drifts between runs)."""
+    # long: five timed trainers side by side in one run (the ratios need one sitting); each is three lines of setup
     import torch
     from datasets import Dataset
     from trl import RewardTrainer, SFTTrainer

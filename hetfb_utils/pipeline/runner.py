@@ -63,13 +63,13 @@ STAGES = [
 ]
 SHARED_STAGES = ("data", "selection")  # outputs another run with the same inputs may hand over
 STAGE_NAMES = [s.name for s in STAGES]
-# the code groups (`version.GROUPS`) whose change re-runs a stage's notebook
+# the stage keys (`version.ENTRIES`) a notebook's marker includes besides its own imports (`version.notebook_version`)
 STAGE_CODE = {
-    "data": ("data", "report"),
-    "selection": ("selection", "report"),
-    "sft": ("selection", "training", "report"),
-    "rl": ("selection", "training", "report"),
-    "eval": ("evaluation", "training", "report"),
+    "data": ("data",),
+    "selection": ("selection",),
+    "sft": ("training",),
+    "rl": ("training",),
+    "eval": ("evaluation",),
 }
 
 
@@ -95,21 +95,23 @@ def _data_files(params: Params, stage: Stage) -> dict | None:
     if stage.name == "data":
         return data.input_files(params)
     if stage.name == "eval":
-        return data.eval_files(params)
+        from ..evaluation.registry import eval_files
+
+        return eval_files(params)
     return None
 
 
 def _stage_parts(params: Params, stage: Stage, variant: str | None) -> dict:
     """What a notebook run depends on: its params sections, the notebook, the package's code, the
     content of the data files it reads."""
-    from ..common.version import stage_code_version
+    from ..common.version import notebook_version, stage_code_version
 
     nb = (NOTEBOOK_DIR / stage.notebook).read_bytes()
     return {
         "params": params.digest(*stage.sections),
         "variant": variant,
         "notebook": hashlib.sha1(nb).hexdigest(),
-        "code": stage_code_version(*STAGE_CODE[stage.name]),
+        "code": stage_code_version(*STAGE_CODE[stage.name]) + notebook_version(NOTEBOOK_DIR / stage.notebook),
         "variants": params.train_variants if stage.name in ("sft", "rl", "eval") else None,
         "data_files": _data_files(params, stage),
     }

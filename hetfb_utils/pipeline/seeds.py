@@ -63,10 +63,12 @@ def seeds_and_compare(
     log=print,
 ) -> Path:
     """`run_seeds`, then `compare` of the group; with `replicate` = K, K more seeds (the next integers after the
-    largest), their own comparison (`<out>-replication`) and `replication.{csv,md}` in the group's comparison:
-    does each verdict hold on seeds that did not make it? Returns the group's comparison directory."""
+    largest), their own comparison (`<out>-replication`), the pooled comparison of every seed (`<out>-pooled`: the
+    headline) and `replication.{csv,md}` in both the group's and the pooled comparison (`analysis.replication`).
+    Returns the group's comparison directory (the pooled one with `replicate`)."""
     from ..analysis.comparison import compare_and_save
     from ..analysis.replication import replication_table
+    from ..analysis.runs import load_run, seed_groups
     from ..common.report import atomic_path, atomic_write_text, git_commit
 
     if replicate < 0:
@@ -78,15 +80,19 @@ def seeds_and_compare(
     new_seeds = list(range(max(seeds) + 1, max(seeds) + 1 + replicate))
     log(f"== replication: {replicate} new training seeds {new_seeds} ==")
     new_runs = run_seeds(params_file, new_seeds, overrides, log=log)
-    new, _ = compare_and_save(new_runs, f"{d}-replication", log=log)
-    table = replication_table(out["claims"], new["claims"], new_seeds)
-    with atomic_path(d / "replication.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    atomic_write_text(
-        table.to_markdown(index=False, floatfmt=".4g")
-        + f"\n\n_new seeds: {', '.join(Path(r).name for r in new_runs)} · git {git_commit()}_\n",
-        d / "replication.md",
-    )
+    compare_and_save(new_runs, f"{d}-replication", log=log)
+    pooled, pd_dir = compare_and_save(runs + new_runs, f"{d}-pooled", log=log)
+    (original,) = seed_groups([load_run(r) for r in runs])
+    (fresh,) = seed_groups([load_run(r) for r in new_runs])
+    table = replication_table(out["claims"], pooled["claims"], original, fresh)
+    for where in (d, pd_dir):
+        with atomic_path(where / "replication.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        atomic_write_text(
+            table.to_markdown(index=False, floatfmt=".4g")
+            + f"\n\n_new seeds: {', '.join(Path(r).name for r in new_runs)} · git {git_commit()}_\n",
+            where / "replication.md",
+        )
     counts = table["status"].value_counts().to_dict()
-    log("replication: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" ({d / 'replication.md'})")
-    return d
+    log("replication: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" ({pd_dir / 'replication.md'})")
+    return pd_dir

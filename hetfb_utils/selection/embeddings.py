@@ -27,53 +27,35 @@ def resolve_embedder(name: str) -> str:
     return name
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 class EmbeddingCache:
-    """Per-embedder store of prompt embeddings keyed by the text's hash: only new prompts are
+    """Per-embedder store of prompt embeddings keyed by the text's hash (`common.vector_cache`): only new prompts are
     embedded on a re-run or when a source is added."""
 
     def __init__(self, cache_dir: Path, embedder: str):
+        from ..common.vector_cache import VectorCache
+
         slug = hashlib.sha1(embedder.encode()).hexdigest()[:12]
-        self.path = Path(cache_dir) / "embeddings" / f"{slug}.npz"
         self.embedder = embedder
-        self._keys: dict[str, int] = {}
-        self._vecs = np.zeros((0, 0), dtype=np.float32)
-        if self.path.is_file():
-            z = np.load(self.path, allow_pickle=False)
-            self._keys = {k: i for i, k in enumerate(z["keys"].tolist())}
-            self._vecs = z["vecs"]
+        self.store = VectorCache(Path(cache_dir) / "embeddings" / f"{slug}.npz")
+        self.path = self.store.path
 
     def embed(self, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
         """Embeddings of `texts` (normalised), computing only those not in the cache."""
-        keys = [_text_key(t) for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._keys}.items())
-        if missing:
+        from ..common.vector_cache import text_key
+
+        def compute(missing: list[str]) -> np.ndarray:
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(resolve_embedder(self.embedder), device="cpu")
-            new = model.encode(
-                [t for _, t in missing],
+            return model.encode(
+                missing,
                 batch_size=batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=progress,
-            ).astype(np.float32)
-            start = len(self._keys)
-            self._vecs = new if self._vecs.size == 0 else np.vstack([self._vecs, new])
-            for j, (k, _) in enumerate(missing):
-                self._keys[k] = start + j
-            self._save()
-        return self._vecs[[self._keys[k] for k in keys]]
+            )
 
-    def _save(self) -> None:
-        from ..common.report import atomic_path
-
-        keys = np.array(sorted(self._keys, key=self._keys.get))
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keys=keys, vecs=self._vecs)
+        return self.store.lookup([text_key(t) for t in texts], texts, compute)
 
 
 def embed_prompts(union: pd.DataFrame, params: Params, progress: bool = True) -> np.ndarray:

@@ -8,8 +8,12 @@ makes (best vs worst reply of a prompt, as stage 1 builds them) and three held-o
 * **linear probe**: logistic regression on the difference of frozen all-MiniLM-L6-v2 embeddings of
   (prompt tail + chosen) and (prompt tail + rejected), scored out of fold (5 folds by `group_id`: a tree, a
   twin pair never straddles train and test), so every pair is held out once;
-* **shuffled control**: the same probe trained on labels flipped at random: it must sit at 0.5, or the probe
-  is reading something other than the label.
+* **shuffled control**: the same probe trained on labels drawn at random, `PERMUTATIONS` times
+  (`sklearn.model_selection.permutation_test_score`): their mean accuracy with the Wilson interval over the pairs, which
+  must cover 0.5, and the probe's permutation p against them. One shuffle is not a control: where the pairs share a
+  direction (the chosen reply is usually the longer), a probe fitted on random labels picks a random side of it and
+  scores far above or far below 0.5 (the audit's one shuffle read 0.66 [0.58, 0.73] for OASST `rank`; the mean of many
+  sits at 0.5).
 
 Each with its Wilson interval, beside the label gap's distribution (how far apart chosen and rejected are on
 the label). A label whose probe cannot beat 0.5 carries no preference a small reward model can learn from
@@ -38,6 +42,7 @@ OASST_LABELS = {
 }
 PROMPT_TAIL_WORDS = 48  # the embedder reads 256 word pieces: keep the question's end, then the reply
 FOLDS = 5
+PERMUTATIONS = 40  # random labelings in the shuffled control
 
 
 def oasst_label_pairs(params: Params, spec, label: str, prefer: str) -> pd.DataFrame:
@@ -100,36 +105,104 @@ def length_baseline(pairs: pd.DataFrame) -> dict:
     return proportion(int(np.sum(lc[untied] > lr[untied])), int(np.sum(untied)))
 
 
-def probe_accuracy(diff: np.ndarray, groups: np.ndarray, seed: int, shuffle: bool = False) -> np.ndarray:
-    """Out-of-fold correctness of a logistic regression on `diff` (chosen - rejected features) per pair: 5 folds
-    by group, each pair's sign flipped at random so both classes are present (no intercept: a pair and its
-    mirror image get opposite scores). `shuffle`: train on randomly flipped labels (the control)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
-
+def _signed(diff: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's sign flipped at random so both classes are present (no intercept: a pair and its mirror image get
+    opposite scores): (features, labels: 1 = the unflipped pair, chosen first)."""
     rng = np.random.default_rng(seed)
     flip = rng.random(len(diff)) < 0.5
-    x = np.where(flip[:, None], -diff, diff)
-    y = (~flip).astype(int)  # 1: the unflipped pair (chosen first)
-    y_train = np.where(rng.random(len(diff)) < 0.5, 1 - y, y) if shuffle else y
+    return np.where(flip[:, None], -diff, diff), (~flip).astype(int)
+
+
+def _folds(groups: np.ndarray, y: np.ndarray) -> list:
+    """5 folds by group (a tree, a twin pair never straddles train and test), as (train, test) index pairs."""
+    from sklearn.model_selection import GroupKFold
+
+    n = min(FOLDS, len(set(groups)))
+    return list(GroupKFold(n_splits=n).split(np.zeros(len(y)), y, groups)) if n >= 2 else []
+
+
+def probe_accuracy(diff: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """Out-of-fold correctness of a logistic regression on `diff` (chosen - rejected features) per pair (5 folds by
+    group, each pair's sign flipped at random)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _signed(diff, seed)
     correct = np.zeros(len(diff), dtype=bool)
-    n_folds = min(FOLDS, len(set(groups)))
-    if n_folds < 2:
+    folds = _folds(groups, y)
+    if not folds:
         return correct[:0]
-    for train, test in GroupKFold(n_splits=n_folds).split(x, y, groups):
-        if len(set(y_train[train])) < 2:
-            continue
+    for train, test in folds:
         clf = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit(x[train], y_train[train])
+            clf.fit(x[train], y[train])
         correct[test] = clf.predict(x[test]) == y[test]
     return correct
 
 
+def _probe():
+    """The audit's probe as a scikit-learn estimator that also takes a training fold of one class (a random labeling of
+    a few pairs can give one): it then predicts that class, where `LogisticRegression` would raise."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    class Probe(ClassifierMixin, BaseEstimator):
+        def fit(self, x, y):
+            self.only_ = y[0] if len(set(y)) < 2 else None
+            self.clf_ = (
+                None if self.only_ is not None else LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000)
+            )
+            if self.clf_ is not None:
+                self.clf_.fit(x, y)
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict(self, x):
+            return np.full(len(x), self.only_) if self.clf_ is None else self.clf_.predict(x)
+
+    return Probe()
+
+
+def shuffled_control(diff: np.ndarray, groups: np.ndarray, seed: int, n: int | None = None) -> dict:
+    """The probe on `n` random labelings of the same pairs (`permutation_test_score`, the same folds): the mean
+    out-of-fold accuracy with the Wilson interval of an accuracy over these pairs (the probe's own kind of interval:
+    each judge scored on the same pairs the same way), the labelings' 2.5-97.5 % range, and the permutation p of the
+    probe on the true labels."""
+    from sklearn.model_selection import permutation_test_score
+
+    x, y = _signed(diff, seed)
+    folds = _folds(groups, y)
+    if not folds:
+        return {"value": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0, "p": float("nan")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score, perms, p = permutation_test_score(
+            _probe(),
+            x,
+            y,
+            cv=folds,
+            n_permutations=n or PERMUTATIONS,
+            random_state=seed,
+            scoring="accuracy",
+        )
+    mean = float(np.mean(perms))
+    ci = proportion(int(round(mean * len(y))), len(y))  # over the same pairs, as the probe's own interval
+    return {
+        "value": mean,
+        "lo": ci["lo"],
+        "hi": ci["hi"],
+        "n": len(y),
+        "labelings": len(perms),
+        "p": float(p),
+        "spread_lo": float(np.quantile(perms, 0.025)),
+        "spread_hi": float(np.quantile(perms, 0.975)),
+    }
+
+
 def label_audit(params: Params, union: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
-    """The audit table: per (source, label) the pairs, the label gap's quantiles, and the held-out accuracy of
-    the length baseline, the linear probe and the shuffled-label control, each with its Wilson interval."""
+    """The audit table: per (source, label) the pairs, the label gap's quantiles, and the held-out accuracy of the
+    length baseline and the linear probe (Wilson intervals), and the shuffled-label control (the mean over random
+    labelings, its interval over them) with the probe's permutation p."""
     cache = EmbeddingCache(params.cache_path, params.selection.embedder)
     rows = []
     for (source, label), pairs in audit_pairs(params, union).items():
@@ -148,13 +221,16 @@ def label_audit(params: Params, union: pd.DataFrame, progress: bool = False) -> 
             "gap_median": float(np.median(gap)) if len(gap) else None,
             "gap_q90": float(np.quantile(gap, 0.9)) if len(gap) else None,
         }
+        control = shuffled_control(diff, groups, params.data_seed)
         for name, ci in (
             ("length", length_baseline(pairs)),
             ("probe", _acc(probe_accuracy(diff, groups, params.data_seed))),
-            ("shuffled", _acc(probe_accuracy(diff, groups, params.data_seed, shuffle=True))),
+            ("shuffled", control),
         ):
             row.update({f"{name}_n": ci["n"], name: ci["value"], f"{name}_lo": ci["lo"], f"{name}_hi": ci["hi"]})
         row["probe_beats_chance"] = bool(row["probe_lo"] > 0.5)
+        row["probe_p_permutation"] = control["p"]
+        row["shuffled_at_chance"] = bool(control["lo"] <= 0.5 <= control["hi"]) if control["n"] else None
         row["probe_beats_length"] = bool(row["probe_lo"] > row["length"]) if row["length_n"] else None
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,45 +5,54 @@
 |---|---|
 | `stages` | what every stage shares: model directories, keys and manifests, the stage store shared by runs, resume, the train / held-out split |
 | `sft` | `SFTTrainer` on the preferred responses |
-| `reward` | the reward model (`reward.method`: a score head on frozen SFT features, or `RewardTrainer` + LoRA); judged per source beside the length baseline and a shuffled-label control; reward scores |
-| `reward_head` | the score head: grouped cross-validated logistic regression, written into the model as a PEFT adapter |
+| `reward_rule` | the one reward rule (the score at the end token that closes an answer), for every scorer: the head's fit, PPO (the module TRL reads), RLOO, the judge, the evaluation |
+| `reward` | the reward model (`reward.method`: a score head on frozen features, or `RewardTrainer` + LoRA; `reward.backbone`: SFT or base, whose features are cached) |
+| `reward_head` | the score head: grouped cross-validated logistic regression (one-standard-error rule), unit spread, the shuffled-label control heads; written into the model as a PEFT adapter |
+| `reward_judge` | what a reward model learned, per source: accuracy beside the length baseline and the shuffled heads, ties as half, intervals over groups, verdicts |
 | `heldout` | the held-out pairs every reward model is judged on, and the held-out prompts of the RL stage |
-| `rl` | `PPOTrainer` (trl.experimental; LoRA value model) or `RLOOTrainer` against the reward model, or `DPOTrainer`; which adapters make a model |
-| `rl_judge` | held-out reward before / after RL (paired interval), answer length, KL; the per-update held-out curve |
+| `rl` | `PPOTrainer` (trl.experimental; LoRA value model) or `RLOOTrainer` against the reward model on the sources it learned, with control runs; which adapters make a model |
+| `rl_rewards` | the rewards RL trains against (real, shuffled-label, length) in the form each trainer reads, at one spread |
+| `rl_judge` | held-out reward before / after RL (paired interval), length-matched gain, finish rate, length, KL; the per-update held-out curve |
+| `dpo` | `DPOTrainer` on the pairs (`rl.algorithm: dpo`), one builder for the pipeline and the notebook |
 | `summary` | each stage's final metrics, log history, curves |
 """
 
 from ..common.configs import lora_config
 from ..common.errors import TrainingError
+from .dpo import dpo_config, dpo_stage_trainer, dpo_trainer, finish_dpo, train_dpo
 from .heldout import reward_pool, rl_prompts
 from .reward import (
     RewardData,
     finish_reward,
+    frozen_pair_features,
+    head_fit,
+    load_variant_reward,
     pair_features,
     pairwise_correct,
+    reward_backbone,
     reward_config,
     reward_data,
-    reward_scores,
     reward_split,
+    reward_stage_trainer,
     reward_trainer,
     train_reward,
 )
-from .reward_head import fit_head, install_head
+from .reward_head import fit_head, install_head, shuffled_heads
+from .reward_judge import judgement_frame, learned_sources, verdict_frame
+from .reward_rule import closed_scores, reward_scores
 from .rl import (
-    dpo_config,
-    dpo_trainer,
-    finish_dpo,
     finish_policy,
+    judged_prompts,
     model_adapters,
     policy_of,
     policy_trainer,
     ppo_config,
     ppo_prompts,
     ppo_trainer,
+    rl_sources,
     rloo_config,
     rloo_prompts,
     rloo_trainer,
-    train_dpo,
     train_policy,
     train_ppo,
     train_rl,
@@ -68,7 +77,9 @@ __all__ = [
     "StageRun",
     "TrainingError",
     "begin_stage",
+    "closed_scores",
     "dpo_config",
+    "dpo_stage_trainer",
     "dpo_trainer",
     "fig_curves",
     "finish_dpo",
@@ -76,7 +87,13 @@ __all__ = [
     "finish_reward",
     "finish_sft",
     "fit_head",
+    "frozen_pair_features",
+    "head_fit",
     "install_head",
+    "judged_prompts",
+    "judgement_frame",
+    "learned_sources",
+    "load_variant_reward",
     "last_checkpoint",
     "log_frame",
     "model_adapters",
@@ -88,13 +105,18 @@ __all__ = [
     "ppo_prompts",
     "ppo_trainer",
     "preference_rows",
+    "reward_backbone",
     "reward_config",
     "reward_data",
     "reward_pool",
     "reward_scores",
     "reward_split",
+    "reward_stage_trainer",
     "reward_trainer",
     "rl_prompts",
+    "rl_sources",
+    "shuffled_heads",
+    "verdict_frame",
     "rloo_config",
     "rloo_prompts",
     "rloo_trainer",

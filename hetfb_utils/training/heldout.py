@@ -85,11 +85,24 @@ def judged_pool(params: Params, own=None) -> pd.DataFrame:
     return pool
 
 
-def rl_prompts(params: Params, n: int, own=None) -> pd.DataFrame:
+def rl_prompts(
+    params: Params, n: int, own=None, sources: list[str] | None = None, half: str | None = None
+) -> pd.DataFrame:
     """`n` held-out prompts (prompt, context, source) for the RL stage's before/after judgement, from `judged_pool`
-    (`own`: the variant's held-out rows, kept out of RL training by `rl.rl_rows`): OASST held-out trees first
-    (instructions a policy answers), then the rest."""
+    (`own`: the variant's held-out rows, kept out of RL training by `rl.rl_rows`), of `sources` (None: every source;
+    OASST held-out trees first, instructions a policy answers, then the rest). The prompts are split by group into
+    two disjoint halves, `tuning` (where RL settings are chosen) and `judged` (where the stage reports its gain);
+    `half` picks one (default `rl.judge_on`)."""
     pool = judged_pool(params, own).drop_duplicates(["context", "prompt"])
+    if sources is not None:
+        pool = pool[pool["source"].isin(sources)]
+    groups = sorted(set(pool["group_id"].astype(str)))
+    import numpy as np
+
+    rng = np.random.default_rng(params.data_seed)
+    tuning = {g for g, u in zip(groups, rng.random(len(groups))) if u < 0.5}
+    want = (half or params.rl.judge_on) == "tuning"
+    pool = pool[pool["group_id"].astype(str).isin(tuning) == want]
     order = pool["source"].map(lambda s: 0 if _is_oasst(params, s) else 1)
     return pool.assign(_o=order).sort_values("_o", kind="stable").head(n)[["prompt", "context", "source"]]
 

@@ -1,22 +1,23 @@
-"""Stage 4a: the reward model of a variant, initialised from its SFT model (base with the SFT adapter merged), and
-what it learned: held-out pairwise accuracy per source with its Wilson interval, beside "the longer reply wins"
-and a shuffled-label control, on pairs no variant trains on (`heldout.reward_pool`).
+"""Stage 4a: the reward model of a variant, and what it learned, per source (`reward_judge`): held-out accuracy beside
+"the longer reply wins" and the shuffled-label control heads, on pairs no variant trains on (`heldout.reward_pool`).
 
-`reward.method`: `head` (a score head fitted on the frozen SFT features, `reward_head`), `lora` (TRL's
-`RewardTrainer` + LoRA on the pairs), `head+lora` (the fitted head, then `RewardTrainer`). The scoring helpers
-here (a text's reward, the features the head reads) are shared by PPO, RLOO, the evaluation and the probe; a
-scored text ends with the end-of-sequence token, as `RewardTrainer` appends it to every reply it trains on.
+`reward.method`: `head` (a score head fitted on the frozen backbone's features, `reward_head`), `lora` (TRL's
+`RewardTrainer` + LoRA on the pairs), `head+lora` (the fitted head, then `RewardTrainer`). `reward.backbone`: the
+reward model's backbone is the variant's SFT model (the paper's: `sft`) or the base model (`base`: its frozen features
+are the same for every variant and training seed, so they are computed once and cached, `features_of`). Every score
+goes through the one rule of `reward_rule` (the score at the end token that closes a reply).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..common.params import Params
-from ..common.stats import proportion
+from .reward_rule import last_token_features, reward_scores
 from .stages import (
     StageRun,
     begin_stage,
@@ -30,89 +31,76 @@ from .stages import (
     train_loss,
 )
 
-
-def _with_eos(tok, texts: list[str]) -> list[str]:
-    eos = tok.eos_token or ""
-    return [t if not eos or t.endswith(eos) else t + eos for t in texts]
+__all__ = ["reward_scores", "last_token_features"]  # the rule, as the stages have always imported it from here
 
 
-def _by_length(model, tok, texts: list[str], batch_size: int, max_length: int, fn) -> list:
-    """`fn(enc)` (one row per text) over batches of similar length, right padding, in input order."""
-    import torch
-
-    out: list = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    side = tok.padding_side
-    tok.padding_side = "right"
-    try:
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            enc = tok(
-                [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_length
-            ).to(model.device)
-            with torch.no_grad():
-                for i, row in zip(idx, fn(enc)):
-                    out[i] = row
-    finally:
-        tok.padding_side = side
-    return out
+def reward_backbone(params: Params, variant: str) -> Path | None:
+    """The adapter merged into the reward model's backbone: the variant's SFT adapter, or None (the base model)."""
+    return stage_dir(params, variant, "sft") if params.reward.backbone == "sft" else None
 
 
-def reward_scores(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
-    """Scalar reward of each text (prompt + reply; the end-of-sequence token appended when missing): the score
-    of the last non-pad token, batched by length."""
-    rows = _by_length(
-        model,
-        tok,
-        _with_eos(tok, texts),
-        batch_size,
-        max_length,
-        lambda enc: model(**enc).logits[:, 0].float().cpu().numpy(),
-    )
-    return np.asarray(rows, dtype=np.float64)
+def load_variant_reward(params: Params, variant: str, adapter: str | Path | None = None):
+    """A variant's reward model as every later stage loads it: its backbone (`reward_backbone`) with the trained head
+    (`adapter`: the reward stage's directory by default, or a control head's, e.g. `<reward>/shuffled`)."""
+    from ..models.loading import load_reward_model
+
+    return load_reward_model(params, reward_backbone(params, variant), adapter or stage_dir(params, variant, "reward"))
 
 
-def last_token_features(model, tok, texts: list[str], batch_size: int = 16, max_length: int = 512) -> np.ndarray:
-    """The hidden state a sequence-classification head reads: the backbone's output at the last token that is
-    not the pad token (transformers' rule), for each text with its end-of-sequence token."""
-    import torch
+def _backbone_key(params: Params, variant: str) -> str:
+    """What the frozen features depend on besides the text: the backbone (the base checkpoint, or the SFT adapter's
+    weights), the dtype, and the code that computes them (`version.code_version("features")`)."""
+    import hashlib
 
-    backbone = getattr(model, model.base_model_prefix)
-    pad = model.config.pad_token_id
+    from ..common.version import code_version
+    from ..models.loading import base_model_path
 
-    def fn(enc):
-        h = backbone(**enc).last_hidden_state
-        ids = enc["input_ids"]
-        last = (torch.arange(ids.shape[1], device=ids.device) * (ids != pad)).argmax(-1)
-        return h[torch.arange(len(ids)), last].float().cpu().numpy()
+    parts = [base_model_path(params), params.model.dtype, code_version("features")]
+    sft = reward_backbone(params, variant)
+    if sft is not None:
+        weights = sorted(Path(sft).glob("adapter_model.*"))
+        parts += [hashlib.sha1(w.read_bytes()).hexdigest() for w in weights]
+    return "|".join(map(str, parts))
 
-    return np.stack(_by_length(model, tok, _with_eos(tok, texts), batch_size, max_length, fn))
+
+def features_of(params: Params, variant: str, tok, texts: list[str], max_length: int, model=None) -> np.ndarray:
+    """The frozen backbone's features of `texts` under the rule (`reward_rule.closed_features`), cached by backbone,
+    code, max length and text in `<cache_dir>/features/`: with `reward.backbone: base` every variant and training
+    seed of a run, and every run, shares them. `model`: the backbone already loaded (else loaded when needed)."""
+    from ..common.vector_cache import VectorCache, text_key
+
+    key = _backbone_key(params, variant)
+    store = VectorCache(params.cache_path / "features" / f"{text_key(key, str(max_length))[:16]}.npz")
+    holder = {"model": model}
+
+    def compute(missing: list[str]) -> np.ndarray:
+        from ..models.loading import load_reward_model
+
+        if holder["model"] is None:
+            holder["model"] = load_reward_model(params, reward_backbone(params, variant))
+        return last_token_features(holder["model"], tok, missing, params.evaluation.batch_size, max_length)
+
+    return store.lookup([text_key(key, str(max_length), t) for t in texts], texts, compute)
+
+
+def pair_texts(rows) -> tuple[list[str], list[str]]:
+    """(prompt + chosen, prompt + rejected) of formatted pairs."""
+    rows = list(rows)
+    return [r["prompt"] + r["chosen"] for r in rows], [r["prompt"] + r["rejected"] for r in rows]
 
 
 def pair_features(model, tok, rows, batch_size: int, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Features of (prompt + chosen) and (prompt + rejected) of formatted pairs, in one batched pass."""
-    texts = [r["prompt"] + r["chosen"] for r in rows] + [r["prompt"] + r["rejected"] for r in rows]
-    f = last_token_features(model, tok, texts, batch_size, max_length)
-    return f[: len(rows)], f[len(rows) :]
+    c, r = pair_texts(rows)
+    f = last_token_features(model, tok, c + r, batch_size, max_length)
+    return f[: len(c)], f[len(c) :]
 
 
 def pairwise_correct(model, tok, rows, batch_size: int = 16, max_length: int = 512) -> np.ndarray:
     """Per pair: does the reward model score the chosen reply above the rejected one?"""
-    texts = [r["prompt"] + r["chosen"] for r in rows] + [r["prompt"] + r["rejected"] for r in rows]
-    s = reward_scores(model, tok, texts, batch_size, max_length)
-    return s[: len(rows)] > s[len(rows) :]
-
-
-def above_chance_p(correct: np.ndarray) -> float:
-    """One-sided binomial test of a pairwise accuracy against chance (0.5)."""
-    from scipy.stats import binomtest
-
-    return float(binomtest(int(np.sum(correct)), len(correct), 0.5, alternative="greater").pvalue)
-
-
-def accuracy_by_source(correct: np.ndarray, sources: list[str]) -> dict:
-    """Accuracy per source of per-pair correctness."""
-    return {s: float(np.mean([c for c, t in zip(correct, sources) if t == s])) for s in sorted(set(sources))}
+    c, r = pair_texts(rows)
+    s = reward_scores(model, tok, c + r, batch_size, max_length)
+    return s[: len(c)] > s[len(c) :]
 
 
 def reward_split(params: Params, ds):
@@ -137,16 +125,16 @@ def reward_config(params: Params, output_dir):
 
 
 def reward_trainer(params: Params, variant: str, rows, args, tok, callbacks=None, model=None):
-    """`RewardTrainer` as the reward stage builds it: the SFT model of the variant with a score head (seeded by
-    the training seed) and a LoRA adapter, on the formatted pairs `rows`. `model`: a reward model already wrapped
-    with its adapter (the fitted head of `head+lora`), trained as it is."""
+    """`RewardTrainer` as the reward stage builds it: the variant's reward backbone with a score head (seeded by the
+    training seed) and a LoRA adapter, on the formatted pairs `rows`. `model`: a reward model already wrapped with
+    its adapter (the fitted head of `head+lora`), trained as it is."""
     from trl import RewardTrainer
 
     from ..common.configs import lora_config
     from ..models.loading import load_reward_model
 
     return RewardTrainer(
-        model=model if model is not None else load_reward_model(params, stage_dir(params, variant, "sft")),
+        model=model if model is not None else load_reward_model(params, reward_backbone(params, variant)),
         args=args,
         train_dataset=rows,
         processing_class=tok,
@@ -155,35 +143,20 @@ def reward_trainer(params: Params, variant: str, rows, args, tok, callbacks=None
     )
 
 
-def judgement(correct: np.ndarray, sources: list[str], prefix: str) -> dict:
-    """Accuracy with its Wilson interval, overall and per source, as flat metrics `<prefix>...`."""
-    out = {}
-    for name, mask in [("", np.ones(len(correct), bool))] + [
-        (f"_{s}", np.array([t == s for t in sources])) for s in sorted(set(sources))
-    ]:
-        ci = proportion(int(np.sum(correct[mask])), int(mask.sum()))
-        out.update({f"{prefix}{name}": ci["value"], f"{prefix}{name}_lo": ci["lo"], f"{prefix}{name}_hi": ci["hi"]})
-        out[f"{prefix}{name}_pairs"] = ci["n"]
-    return out
-
-
-def length_correct(rows) -> tuple[np.ndarray, np.ndarray]:
-    """(longer reply wins?, untied?) per pair."""
-    lc = np.array([len(r["chosen"]) for r in rows])
-    lr = np.array([len(r["rejected"]) for r in rows])
-    return lc > lr, lc != lr
-
-
 @dataclasses.dataclass
 class RewardData:
-    """What a reward stage trains on and is judged on: the variant's formatted training pairs and their groups,
-    the held-out pairs (formatted) and their sources, the stage's max length."""
+    """What a reward stage trains on and is judged on: the variant's formatted training pairs and their groups, the
+    held-out pairs (formatted, and as a frame with `source`, `group_id` and the raw replies), the max length."""
 
     train: object  # datasets.Dataset of (prompt, chosen, rejected), formatted
     groups: list
     judged: list[dict]
-    sources: list[str]
+    judged_frame: pd.DataFrame
     max_length: int
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.judged_frame["source"])
 
 
 def reward_data(params: Params, run: StageRun, tok) -> RewardData:
@@ -193,80 +166,104 @@ def reward_data(params: Params, run: StageRun, tok) -> RewardData:
 
     max_len = reward_config(params, run.out / "checkpoints").max_length or 512
     train, own = reward_split(params, run.ds)
-    judged = judged_pairs(params, own)
+    judged = judged_pairs(params, own).reset_index(drop=True)
     return RewardData(
         train=preference_rows(train, tok, params, max_len),
         groups=list(train["group_id"]) if "group_id" in train.column_names else list(range(len(train))),
         judged=preference_rows(Dataset.from_pandas(judged, preserve_index=False), tok, params, max_len).to_list(),
-        sources=list(judged["source"]),
+        judged_frame=judged,
         max_length=max_len,
     )
 
 
-def finish_reward(
-    params: Params, run: StageRun, data: RewardData, tok, model, head=None, head_info=None, trainer=None, features=None
-):
-    """After the reward model learned (`head`: a score head fitted on `model`'s frozen features, `head_info` its
-    fit; `trainer`: a `RewardTrainer` that trained `model`): its held-out accuracy per source beside the length
-    baseline and the shuffled-label control (a head fitted on flipped labels of the same frozen features,
-    `reward.shuffled_control`), the adapters (the control's in `shuffled/`) and the manifest."""
+def frozen_pair_features(params: Params, variant: str, tok, rows, max_length: int, model=None):
+    """(chosen, rejected) features of formatted pairs under the variant's frozen reward backbone (`features_of`)."""
+    c, r = pair_texts(rows)
+    f = features_of(params, variant, tok, c + r, max_length, model)
+    return f[: len(c)], f[len(c) :]
+
+
+def finish_reward(params: Params, run: StageRun, data: RewardData, tok, model, head=None, head_info=None, trainer=None):
+    """After the reward model learned (`head`: a score head fitted on the frozen features, `head_info` its fit;
+    `trainer`: a `RewardTrainer` that trained `model`): the shuffled-label control heads (on the same frozen
+    features, `reward.shuffled_heads`), the judgement per source (`reward_judge.judge_reward`), the adapters (the
+    first control head's in `shuffled/`, what the RL control trains against) and the manifest."""
     from ..common.configs import lora_config
     from ..models.loading import load_reward_model
-    from .reward_head import fit_head, install_head
+    from .reward_head import fit_head, install_head, shuffled_heads
+    from .reward_judge import judge_reward, learned_sources
 
-    bs = params.evaluation.batch_size
-    frozen = model if head is not None else load_reward_model(params, stage_dir(params, run.variant, "sft"))
-    jc, jr = pair_features(frozen, tok, data.judged, bs, data.max_length)
+    frozen = model if head is not None else None  # the head's backbone is the frozen one (a trained LoRA is not)
+    fc, fr = frozen_pair_features(params, run.variant, tok, data.train, data.max_length, frozen)
+    jc, jr = frozen_pair_features(params, run.variant, tok, data.judged, data.max_length, frozen)
     if head is not None:
-        correct = (jc - jr) @ head > 0
+        chosen, rejected = jc @ head, jr @ head
         model = install_head(model, head, lora_config(params, "reward", "SEQ_CLS"))
     else:
         model.eval()
-        correct = pairwise_correct(model, tok, data.judged, bs, data.max_length)
+        c, r = pair_texts(data.judged)
+        s = reward_scores(model, tok, c + r, params.evaluation.batch_size, data.max_length)
+        chosen, rejected = s[: len(c)], s[len(c) :]
+    c_ctl = (head_info or {}).get("C") or fit_head(fc, fr, data.groups, params.training_seed)[1]["C"]
+    controls = shuffled_heads(fc, fr, c_ctl, params.training_seed, params.reward.shuffled_heads)
+    sc = np.stack([jc @ w for w in controls]) if controls else np.zeros((0, len(jc)))
+    sr = np.stack([jr @ w for w in controls]) if controls else np.zeros((0, len(jc)))
+    judgement = judge_reward(chosen, rejected, sc, sr, data.judged_frame, params.eval_seed)
     m = run.metrics
-    m.update({"method": params.reward.method, "train_rows": len(data.train), "eval_pairs": len(data.judged)})
+    m.update({"method": params.reward.method, "backbone": params.reward.backbone, "train_rows": len(data.train)})
+    m.update({"eval_pairs": len(data.judged), "judgement": judgement, "learned_sources": learned_sources(judgement)})
     if head_info is not None:  # the cross-validation curve goes to the log history (the stage's figure)
         m.update({"head_C": head_info["C"], "head_cv_accuracy": head_info["cv_accuracy"], "_log": head_info["curve"]})
     if trainer is not None:
         m["train_loss"] = train_loss(trainer, None)
-    m.update(judgement(correct, data.sources, "eval_accuracy"))
-    m["eval_p_value"] = above_chance_p(correct)
-    longer, untied = length_correct(data.judged)
-    m.update(judgement(longer[untied], [s for s, u in zip(data.sources, untied) if u], "length_baseline"))
-    if params.reward.shuffled_control:
-        fc, fr = features if features is not None else pair_features(frozen, tok, data.train, bs, data.max_length)
-        shuffled, _ = fit_head(fc - fr, data.groups, params.training_seed, shuffle=True)
-        m.update(judgement((jc - jr) @ shuffled > 0, data.sources, "shuffled_control"))
-        control = load_reward_model(params, stage_dir(params, run.variant, "sft"))
-        save_adapter(install_head(control, shuffled, lora_config(params, "reward", "SEQ_CLS")), run.out / "shuffled")
+    if controls:
+        control = load_reward_model(params, reward_backbone(params, run.variant))
+        save_adapter(install_head(control, controls[0], lora_config(params, "reward", "SEQ_CLS")), run.out / "shuffled")
     save_adapter(model, run.out)
     return finish_stage(params, run, trainer)
 
 
-def train_reward(params: Params, variant: str, force: bool = False) -> dict:
-    """The reward model of a variant (`reward.method`), judged on held-out pairs beside the length baseline and
-    the shuffled-label control; returns the stage manifest."""
+def head_fit(params: Params, run: StageRun, tok, data: RewardData):
+    """The score head's training (`reward.method: head`, and the start of `head+lora`): the frozen features of the
+    training pairs and the grouped, cross-validated logistic regression on their difference. Returns (the reward
+    model it goes into, the head, the fit's information)."""
+    from ..models.loading import load_reward_model
+    from .reward_head import fit_head
+
+    model = load_reward_model(params, reward_backbone(params, run.variant))
+    fc, fr = frozen_pair_features(params, run.variant, tok, data.train, data.max_length, model)
+    head, info = fit_head(fc, fr, data.groups, params.training_seed)
+    return model, head, info
+
+
+def reward_stage_trainer(params: Params, run: StageRun, tok, data: RewardData):
+    """The `RewardTrainer` of a begun reward stage (`reward.method: lora`, or `head+lora`: it starts from the fitted
+    head): the training pairs, the stage's `RewardConfig`, its callbacks. Returns (trainer, the head fit or None)."""
     from ..common.configs import lora_config
-    from ..models.loading import base_model_path, load_reward_model, load_tokenizer
-    from .reward_head import fit_head, install_head
+    from .reward_head import install_head
+
+    info, model = None, None
+    if params.reward.method == "head+lora":
+        model, head, info = head_fit(params, run, tok, data)
+        model = install_head(model, head, lora_config(params, "reward", "SEQ_CLS"))
+    args = reward_config(params, run.out / "checkpoints")
+    callbacks = stage_callbacks("reward model", run.variant, run.out)
+    return reward_trainer(params, run.variant, data.train, args, tok, callbacks, model), info
+
+
+def train_reward(params: Params, variant: str, force: bool = False) -> dict:
+    """The reward model of a variant (`reward.method`), judged per source beside the length baseline and the
+    shuffled-label control heads; returns the stage manifest."""
+    from ..models.loading import base_model_path, load_tokenizer
 
     run = begin_stage(params, variant, "reward", ("sft",), force)
     if run.done:
         return run.done
     tok = load_tokenizer(base_model_path(params))
     data = reward_data(params, run, tok)
-    model = load_reward_model(params, stage_dir(params, variant, "sft"))
-    method, head, info, features = params.reward.method, None, None, None
-    if method in ("head", "head+lora"):
-        features = pair_features(model, tok, data.train, params.evaluation.batch_size, data.max_length)
-        head, info = fit_head(features[0] - features[1], data.groups, params.training_seed)
-    if method == "head":
-        return finish_reward(params, run, data, tok, model, head=head, head_info=info, features=features)
-    if head is not None:  # head+lora: RewardTrainer starts from the fitted head
-        model = install_head(model, head, lora_config(params, "reward", "SEQ_CLS"))
-    args = reward_config(params, run.out / "checkpoints")
-    callbacks = stage_callbacks("reward model", variant, run.out)
-    trainer = reward_trainer(params, variant, data.train, args, tok, callbacks, model if head is not None else None)
+    if params.reward.method == "head":
+        model, head, info = head_fit(params, run, tok, data)
+        return finish_reward(params, run, data, tok, model, head=head, head_info=info)
+    trainer, info = reward_stage_trainer(params, run, tok, data)
     trainer.train(resume_from_checkpoint=last_checkpoint(run.out))
-    info = info if head is not None else None
-    return finish_reward(params, run, data, tok, trainer.model, head_info=info, trainer=trainer, features=features)
+    return finish_reward(params, run, data, tok, trainer.model, head_info=info, trainer=trainer)

@@ -1,15 +1,16 @@
 """Stage 4b: the `-R` models. The policy (a LoRA adapter on the SFT model) learns against the variant's reward
-model with PPO (the paper's) or RLOO (critic-free), or learns from the pairs directly with DPO.
+model with PPO (the paper's) or RLOO (critic-free); with `rl.algorithm: dpo` it learns from the pairs (`dpo`).
 
 * PPO: `trl.experimental.ppo.PPOTrainer`; the reference is the policy with its adapter disabled; the value model
   is the reward model with a LoRA adapter and its own score head (`rl.ppo.lora`), so only a few hundred
-  thousand critic parameters train, not a 135M copy;
+  thousand critic parameters train, not a 135M copy; the reward it reads is the kit's rule (`reward_rule`);
 * RLOO: `trl.RLOOTrainer` (k sampled answers per prompt, each one's baseline the others' mean reward), rewarded
-  by the same reward model through `reward_scores`;
-* DPO: `trl.DPOTrainer` on the variant's pairs (`rl.algorithm: dpo`).
+  by the same rule on the sampled token ids (`rl_rewards`).
 
-PPO and RLOO are judged on held-out prompts before and after (`rl_judge`), with a held-out reward curve per
-update, and, with `rl.shuffled_control`, the same run against the shuffled-label reward model as a control.
+The policy trains on the prompts of the sources its reward model learned (`rl.prompt_sources: learned`, from the
+reward stage's per-source judgement) and is judged on held-out prompts of those sources before and after (`rl_judge`),
+with a held-out reward curve per update and, with `rl.controls`, the same run against the shuffled-label head and
+against length alone, each at the real reward's spread (`rl_rewards`), judged by the real reward model.
 An `-R` model is the base with the SFT adapter merged and the RL adapter on top.
 """
 
@@ -20,21 +21,24 @@ import logging
 
 from ..common.params import Params
 from ..common.stats import seed_for
+from .dpo import dpo_config, dpo_stage_trainer, dpo_trainer, finish_dpo, train_dpo
 from .heldout import has_pool
-from .reward import reward_scores, reward_split, train_reward
-from .rl_judge import answer_side, formatted_prompts, heldout_curve, judge_policies, response_length
+from .reward import load_variant_reward, reward_split, train_reward
+from .rl_judge import answer_side, formatted_prompts, heldout_curve, judge_policies, response_length, sample_temperature
+from .rl_rewards import RewardSpec, control_spec, ppo_reward, rloo_reward
 from .stages import (
     StageRun,
     begin_stage,
     finish_stage,
-    last_checkpoint,
-    preference_rows,
+    release,
+    require,
     save_adapter,
     split_rows,
     stage_callbacks,
     stage_dir,
-    train_loss,
 )
+
+__all__ = ["dpo_config", "dpo_stage_trainer", "dpo_trainer", "finish_dpo", "train_dpo"]
 
 
 class _GenerationConfigNotice(logging.Filter):
@@ -51,13 +55,16 @@ logging.getLogger("transformers.generation.utils").addFilter(_GenerationConfigNo
 
 def policy_prompts(params: Params, rows, tok, max_prompt: int, column: str = "input_ids"):
     """Variant rows as the RL trainer reads them: the prompt through the chat template, its last `max_prompt`
-    tokens; as token ids (`input_ids`, PPO) or as text (`prompt`, RLOO)."""
+    tokens; as token ids left-padded to exactly `max_prompt` (`input_ids`, PPO: every rollout's prompt then fills
+    the same columns, which the length control counts from) or as text (`prompt`, RLOO)."""
     from ..models.loading import format_prompt
 
     def enc(r):
         ids = tok(format_prompt(tok, r["prompt"], r["context"], params), add_special_tokens=False).input_ids
         ids = ids[-max_prompt:]
-        return {column: ids if column == "input_ids" else tok.decode(ids)}
+        if column != "input_ids":
+            return {column: tok.decode(ids)}
+        return {column: [tok.pad_token_id] * (max_prompt - len(ids)) + ids}
 
     return rows.map(enc, remove_columns=rows.column_names)
 
@@ -90,31 +97,32 @@ def lora_value_model(params: Params, reward_model):
     return get_peft_model(value, lora_config(params, "ppo", "SEQ_CLS")).base_model.model
 
 
-def ppo_trainer(params: Params, variant: str, prompts, args, tok, callbacks=None, reward_dir=None):
+def ppo_trainer(params: Params, variant: str, prompts, args, tok, callbacks=None, reward: RewardSpec | None = None):
     """`PPOTrainer` as the PPO stage builds it: a LoRA policy on the SFT model, the reference = that policy with
-    its adapter disabled, the frozen reward model of the variant (or `reward_dir`: the shuffled-label control's),
-    a LoRA value model initialised from it. Returns (trainer, reward model)."""
+    its adapter disabled, the reward `reward` (default: the variant's reward model) as the module TRL reads
+    (`rl_rewards.ppo_reward`: the kit's rule), a LoRA value model initialised from the variant's reward model.
+    Returns (trainer, the variant's reward model)."""
     from trl.experimental.ppo import PPOTrainer
 
     from ..common.configs import lora_config
     from ..common.distributed import world_size
-    from ..models.loading import base_model_path, load_causal_lm, load_reward_model
+    from ..models.loading import base_model_path, load_causal_lm
 
     sft_dir = stage_dir(params, variant, "sft")
     policy = load_causal_lm(params, adapters=[sft_dir], path=base_model_path(params))
-    reward_model = load_reward_model(params, sft_dir, reward_dir or stage_dir(params, variant, "reward"))
+    reward_model = load_variant_reward(params, variant).requires_grad_(False)
     value_model = lora_value_model(params, reward_model)
     # reference = the SFT model. One process: the policy with its PPO adapter disabled (no copy).
     # Several: trl 1.12 reads that policy off `model.policy`, which the DistributedDataParallel
     # wrapper lacks (AttributeError), so the reference is a frozen copy of the same SFT model.
     ref_model = copy.deepcopy(policy).requires_grad_(False) if world_size() > 1 else None
-    reward_model.requires_grad_(False)
+    spec = reward or RewardSpec("real", reward_model)
     trainer = PPOTrainer(
         args=args,
         processing_class=tok,
         model=policy,
         ref_model=ref_model,
-        reward_model=reward_model,
+        reward_model=ppo_reward(spec, tok, params.rl.ppo.max_prompt_length),
         value_model=value_model,
         train_dataset=prompts,
         peft_config=lora_config(params, "ppo", "CAUSAL_LM"),
@@ -131,30 +139,22 @@ def rloo_config(params: Params, output_dir):
     return stage_config(params, "rloo", output_dir, save_strategy="no", dataset_num_proc=None)
 
 
-def reward_function(reward_model, tok, batch_size: int = 16):
-    """The reward model as the function RLOO calls: (prompts, completions) -> one reward each."""
-
-    def reward_model_score(prompts, completions, **_):
-        return reward_scores(reward_model, tok, [p + c for p, c in zip(prompts, completions)], batch_size).tolist()
-
-    return reward_model_score
-
-
-def rloo_trainer(params: Params, variant: str, prompts, args, tok, callbacks=None, reward_dir=None):
-    """`RLOOTrainer` as the RLOO stage builds it: a LoRA policy on the SFT model (reference: the adapter
-    disabled), rewarded by the variant's reward model (or `reward_dir`'s). Returns (trainer, reward model)."""
+def rloo_trainer(params: Params, variant: str, prompts, args, tok, callbacks=None, reward: RewardSpec | None = None):
+    """`RLOOTrainer` as the RLOO stage builds it: a LoRA policy on the SFT model (reference: the adapter disabled),
+    rewarded by `reward` (default: the variant's reward model) under the kit's rule (`rl_rewards.rloo_reward`).
+    Returns (trainer, the variant's reward model)."""
     from trl import RLOOTrainer
 
     from ..common.configs import lora_config
-    from ..models.loading import base_model_path, load_causal_lm, load_reward_model
+    from ..models.loading import base_model_path, load_causal_lm
 
     sft_dir = stage_dir(params, variant, "sft")
     policy = load_causal_lm(params, adapters=[sft_dir], path=base_model_path(params))
-    reward_model = load_reward_model(params, sft_dir, reward_dir or stage_dir(params, variant, "reward"))
-    reward_model.requires_grad_(False)
+    reward_model = load_variant_reward(params, variant).requires_grad_(False)
+    spec = reward or RewardSpec("real", reward_model)
     trainer = RLOOTrainer(
         model=policy,
-        reward_funcs=reward_function(reward_model, tok, params.evaluation.batch_size),
+        reward_funcs=rloo_reward(spec, tok, params.evaluation.batch_size),
         args=args,
         train_dataset=prompts,
         processing_class=tok,
@@ -178,35 +178,51 @@ def policy_of(trainer):
     return getattr(trainer, "policy_model", None) or trainer.model
 
 
-def rl_rows(params: Params, run: StageRun):
-    """(training rows, held-out rows or None) of a PPO / RLOO stage. Where the run's sources have a held-out pool
-    (`heldout.has_pool`), RL trains on every row of the variant (up to `max_rows`) and is judged on the pool;
-    where some source has none (custom sources), the rows the reward model was judged on (`reward.eval_fraction`)
-    are held out of RL training too, and its before/after judgement reads their prompts."""
+def rl_sources(params: Params, variant: str) -> list[str] | None:
+    """The sources whose prompts RL trains and is judged on (`rl.prompt_sources`; None: every source). `learned`
+    reads the reward stage's judgement; when the reward model learned no source, every source (the stage's
+    manifest says so)."""
+    chosen = params.rl.prompt_sources
+    if chosen == "all":
+        return None
+    if isinstance(chosen, list):
+        return list(chosen)
+    return require(params, variant, "reward")["metrics"].get("learned_sources") or None
+
+
+def rl_rows(params: Params, run: StageRun, sources: list[str] | None = None):
+    """(training rows, held-out rows or None) of a PPO / RLOO stage, of `sources` (None: all). Where the run's sources
+    have a held-out pool (`heldout.has_pool`), RL trains on every such row of the variant (up to `max_rows`) and is
+    judged on the pool; where some source has none (custom sources), the rows the reward model was judged on
+    (`reward.eval_fraction`) are held out of RL training too, and its before/after judgement reads their prompts."""
     section = getattr(params.rl, run.stage)
+    ds = run.ds.filter(lambda r: r["source"] in sources) if sources else run.ds
     if has_pool(params):
-        return split_rows(run.ds, 0.0, params.data_seed, section.max_rows)[0], None
+        return split_rows(ds, 0.0, params.data_seed, section.max_rows)[0], None
     train, own = reward_split(params, run.ds)
+    if sources:
+        train = train.filter(lambda r: r["source"] in sources)
     return split_rows(train, 0.0, params.data_seed, section.max_rows)[0], own
 
 
-def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None, curve: bool = True):
+def policy_trainer(params: Params, run: StageRun, tok, reward: RewardSpec | None = None, out=None, curve=True):
     """The trainer of a begun PPO / RLOO stage (`run.stage`): its config (`params.rl.<stage>.args`), the variant's
-    prompts, the trainer as `ppo_trainer` / `rloo_trainer` build it and, with `curve`, the held-out reward curve
-    callback. `reward_dir`, `out`: another reward model and directory (the shuffled-label control)."""
+    prompts of the sources RL trains on (`rl_sources`), the trainer as `ppo_trainer` / `rloo_trainer` build it and,
+    with `curve`, the held-out reward curve callback. `reward`, `out`: a control's reward and directory."""
     config, prompts_of, build = BUILDERS[run.stage]
     out = out or run.out
     section = getattr(params.rl, run.stage)
-    train, own = rl_rows(params, run)
+    sources = rl_sources(params, run.variant)
+    train, own = rl_rows(params, run, sources)
     prompts = prompts_of(params, train, tok)
-    label = run.stage.upper() + (" control" if reward_dir else "")
+    label = run.stage.upper() + (f" {reward.kind} control" if reward is not None and reward.kind != "real" else "")
     callbacks = stage_callbacks(label, run.variant, out)
     trainer, reward_model = build(
-        params, run.variant, prompts, config(params, out / "checkpoints"), tok, callbacks, reward_dir
+        params, run.variant, prompts, config(params, out / "checkpoints"), tok, callbacks, reward
     )
-    run.metrics["prompts"] = len(prompts)
+    run.metrics.update({"prompts": len(prompts), "prompt_sources": sources or "all"})
     if curve and params.rl.curve_prompts:
-        shown = formatted_prompts(params, tok, params.rl.curve_prompts, section.max_prompt_length, own)
+        shown = formatted_prompts(params, tok, params.rl.curve_prompts, section.max_prompt_length, own, sources)
         trainer.add_callback(
             heldout_curve(
                 lambda: policy_of(trainer),
@@ -217,40 +233,64 @@ def policy_trainer(params: Params, run: StageRun, tok, reward_dir=None, out=None
                 batch_size=params.evaluation.batch_size,
                 k=params.rl.judge_samples,
                 seed=seed_for(params.eval_seed, "rl-curve"),
+                temperature=sample_temperature(params),
             )
         )
     return trainer
 
 
+def judged_prompts(params: Params, run: StageRun, tok) -> list[str]:
+    """The held-out prompts a PPO / RLOO stage is judged on (`rl.heldout_prompts` of its sources' `judged` half)."""
+    section = getattr(params.rl, run.stage)
+    sources = rl_sources(params, run.variant)
+    own = rl_rows(params, run, sources)[1]
+    return formatted_prompts(params, tok, params.rl.heldout_prompts, section.max_prompt_length, own, sources)
+
+
 def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
     """After `trainer.train()`: the adapter; the SFT model and the trained policy judged on held-out prompts by the
-    reward model (paired reward gain with its interval, lengths, KL); with `rl.shuffled_control`, the same run
-    against the shuffled-label reward model judged by the real one; the manifest."""
-    from ..models.loading import load_causal_lm, load_reward_model
+    reward model (paired reward gain, length-matched gain, finish rate, lengths, KL); with `rl.controls` (for the
+    variants of `rl.control_variants`), the same run against each control reward, judged by the real reward model on
+    the same prompts; the manifest."""
+    from ..models.loading import load_causal_lm
 
     save_adapter(policy_of(trainer), run.out)
-    section = getattr(params.rl, run.stage)
-    own = rl_rows(params, run)[1]
-    judged = formatted_prompts(params, tok, params.rl.heldout_prompts, section.max_prompt_length, own)
-    sft_dir, rm_dir = stage_dir(params, run.variant, "sft"), stage_dir(params, run.variant, "reward")
-    reward_model, before = load_reward_model(params, sft_dir, rm_dir), load_causal_lm(params, [sft_dir])
     run.metrics["updates"] = trainer.state.global_step
+    release(trainer)  # its policy is saved: the judgement loads the models it compares
+    judged = judged_prompts(params, run, tok)
+    sft_dir = stage_dir(params, run.variant, "sft")
+    reward_model, before = load_variant_reward(params, run.variant), load_causal_lm(params, [sft_dir])
     after = load_causal_lm(params, [sft_dir, run.out])
-    sft_side = answer_side(params, before, reward_model, tok, judged)  # judged once: the real run and the control
+    sft_side = answer_side(params, before, reward_model, tok, judged)  # judged once: the real run and the controls
     run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", sft_side))
-    if params.rl.shuffled_control and (rm_dir / "shuffled" / "adapter_config.json").is_file():
-        control_dir = run.out / "control"
-        control = policy_trainer(params, run, tok, rm_dir / "shuffled", control_dir, curve=False)
+    for kind in controls_of(params, run.variant):
+        shuffled = load_variant_reward(params, run.variant, stage_dir(params, run.variant, "reward") / "shuffled")
+        spec = control_spec(kind, sft_side, shuffled, tok, params.evaluation.batch_size)
+        out = run.out / f"control-{kind}"
+        control = policy_trainer(params, run, tok, spec, out, curve=False)
         control.train()
-        save_adapter(policy_of(control), control_dir)
-        after = load_causal_lm(params, [sft_dir, control_dir])
-        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "control", sft_side))
+        save_adapter(policy_of(control), out)
+        release(control)
+        after = load_causal_lm(params, [sft_dir, out])
+        label = f"control_{kind}"
+        run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, label, sft_side))
+        run.metrics[f"{label}_scale"] = spec.scale
     return finish_stage(params, run, trainer)
+
+
+def controls_of(params: Params, variant: str) -> list[str]:
+    """The control RL runs of a variant (`rl.controls` where `rl.control_variants` includes it; the shuffled one
+    only when the reward stage saved its shuffled-label head)."""
+    wanted = params.rl.control_variants
+    if wanted is not None and variant not in wanted:
+        return []
+    has_shuffled = (stage_dir(params, variant, "reward") / "shuffled" / "adapter_config.json").is_file()
+    return [c for c in params.rl.controls if c != "shuffled" or has_shuffled]
 
 
 def train_policy(params: Params, variant: str, stage: str, force: bool = False) -> dict:
     """PPO or RLOO of a variant's SFT model against its reward model (the `-R` model), judged on held-out prompts
-    before and after (and against a shuffled-label control, `rl.shuffled_control`); returns the stage manifest."""
+    before and after (and against the control rewards, `rl.controls`); returns the stage manifest."""
     from ..models.loading import base_model_path, load_tokenizer
 
     # an RL trainer keeps no resumable checkpoint: an interrupted run restarts its stage
@@ -272,66 +312,6 @@ def train_ppo(params: Params, variant: str, force: bool = False) -> dict:
 def train_rloo(params: Params, variant: str, force: bool = False) -> dict:
     """RLOO of a variant's SFT model against its reward model; returns the stage manifest."""
     return train_policy(params, variant, "rloo", force)
-
-
-# --------------------------------------------------------------------------- DPO
-def dpo_config(params: Params, output_dir):
-    """The `DPOConfig` of the DPO stage: `params.rl.dpo.args` over the run's defaults."""
-    from ..common.configs import stage_config
-
-    return stage_config(params, "dpo", output_dir, save_steps=10, eval_strategy="no", dataset_num_proc=None)
-
-
-def dpo_trainer(params: Params, variant: str, rows, args, tok, callbacks=None):
-    """`DPOTrainer` as the DPO stage builds it: a LoRA policy on the SFT model (reference: the adapter disabled)
-    on the formatted pairs `rows`."""
-    from trl import DPOTrainer
-
-    from ..common.configs import lora_config
-    from ..models.loading import base_model_path, load_causal_lm
-
-    policy = load_causal_lm(params, adapters=[stage_dir(params, variant, "sft")], path=base_model_path(params))
-    return DPOTrainer(
-        model=policy,
-        ref_model=None,
-        args=args,
-        train_dataset=rows,
-        processing_class=tok,
-        peft_config=lora_config(params, "dpo", "CAUSAL_LM"),
-        callbacks=callbacks,
-    )
-
-
-def train_dpo(params: Params, variant: str, force: bool = False) -> dict:
-    """DPO of a variant's SFT model on its pairs (the `-R` model with `rl.algorithm: dpo`); returns the manifest."""
-    from ..models.loading import base_model_path, load_tokenizer
-
-    run = begin_stage(params, variant, "dpo", ("sft",), force)
-    if run.done:
-        return run.done
-    tok = load_tokenizer(base_model_path(params))
-    args = dpo_config(params, run.out / "checkpoints")
-    train, _ = split_rows(run.ds, params.rl.dpo.eval_fraction, params.data_seed, params.rl.dpo.max_rows)
-    train = preference_rows(train, tok, params, args.max_length or 512)
-    trainer = dpo_trainer(params, variant, train, args, tok, stage_callbacks("DPO", variant, run.out))
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(run.out))
-    return finish_dpo(params, run, trainer, result)
-
-
-def finish_dpo(params: Params, run: StageRun, trainer, result=None) -> dict:
-    """After `trainer.train()`: the loss, the last logged preference accuracy (the implicit reward of chosen above
-    rejected), the adapter, the manifest."""
-    log = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
-    run.metrics.update(
-        {
-            "train_rows": len(trainer.train_dataset),
-            "train_loss": train_loss(trainer, result),
-            "reward_accuracy_last": log[-1]["rewards/accuracies"] if log else None,
-            "reward_margin_last": log[-1].get("rewards/margins") if log else None,
-        }
-    )
-    save_adapter(trainer.model, run.out)
-    return finish_stage(params, run, trainer)
 
 
 def train_rl(params: Params, variant: str, force: bool = False) -> list[dict]:

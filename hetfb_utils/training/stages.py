@@ -34,10 +34,14 @@ def stage_dir(params: Params, variant: str, stage: str) -> Path:
 
 
 def stage_key(params: Params, variant: str, stage: str, data_hash: str, parents: list[str] = ()) -> dict:
-    """What a stage's model depends on: the stage, base model, data hash, seeds, its params (and precision) and its
-    parents'."""
+    """What a stage's model depends on: the stage, base model, data hash, seeds, its params (and precision), its
+    parents' and the code the training stages import (`version.code_version("training")`): a fix to that code
+    retrains the stage, in the run's directory as in the stage store."""
+    from ..common.version import code_version
+
     section = {"sft": "sft", "reward": "reward", "ppo": "rl", "rloo": "rl", "dpo": "rl"}[stage]
     return {
+        "code": code_version("training"),
         "stage": stage,
         "variant": variant,
         "base_model": params.model.name_or_path,
@@ -116,12 +120,10 @@ def begin_stage(
 # --------------------------------------------------------------------------- the stage store
 def store_dir(params: Params, key: dict) -> Path:
     """Where a finished stage is kept for every run: `<cache_dir>/stages/<hash>`, the hash of its
-    inputs (the stage key without the variant's name: the data hash names the data) and of the
-    training code (`version.code_version("training")`)."""
-    from ..common.version import code_version
-
-    k = {kk: vv for kk, vv in key.items() if kk != "variant"}
-    h = hashlib.sha256(json.dumps([k, code_version("training")], sort_keys=True).encode()).hexdigest()[:20]
+    inputs (the stage key without the variant's name: the data hash names the data; the key holds the training
+    code's version)."""
+    k = {kk: vv for kk, vv in key.items() if kk != "variant"}  # the key holds the training code's version
+    h = hashlib.sha256(json.dumps(k, sort_keys=True).encode()).hexdigest()[:20]
     return params.cache_path / "stages" / h
 
 
@@ -188,6 +190,23 @@ def save_adapter(model, out: Path, tok=None) -> None:
         model.save_pretrained(out)
         if tok is not None:
             tok.save_pretrained(out)
+
+
+def release(trainer) -> None:
+    """Drop a spent trainer's models and optimizer (after its adapter is saved): the stage's judgement loads its own
+    models, and the trainer's would otherwise stay in memory beside them (a quickstart's peak went over 6 GB)."""
+    import gc
+
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None:  # it holds the prepared models and optimizer too
+        accelerator.free_memory()
+    for attr in ("model", "model_wrapped", "policy_model", "ref_model", "reward_model", "value_model", "optimizer"):
+        if getattr(trainer, attr, None) is not None:
+            try:
+                setattr(trainer, attr, None)
+            except AttributeError:  # a read-only property of some trainer
+                pass
+    gc.collect()
 
 
 def finish_stage(params: Params, run: StageRun, trainer) -> dict:

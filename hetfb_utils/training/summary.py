@@ -25,7 +25,8 @@ def log_frame(params: Params, variant: str, stage: str) -> pd.DataFrame:
 
 
 def training_summary(params: Params) -> pd.DataFrame:
-    """Final metrics of every trained stage of the run, one row per variant."""
+    """Final metrics of every trained stage of the run, one row per variant (the reward model's per-source judgement
+    as `reward.<source>.<field>`)."""
     rows = []
     for v in params.train_variants:
         row: dict[str, Any] = {"variant": v}
@@ -35,8 +36,14 @@ def training_summary(params: Params) -> pd.DataFrame:
                 continue
             man = json.loads(m.read_text())
             for k, val in (man.get("metrics") or {}).items():
-                if isinstance(val, dict):  # e.g. reward accuracy per source
+                if k.endswith("_per_prompt"):  # per-prompt values: for the recipe-level reading, not a table cell
+                    continue
+                if k == "judgement" and isinstance(val, dict):
+                    row.update({f"{stage}.{src}.{f}": x for src, r in val.items() for f, x in r.items()})
+                elif isinstance(val, dict):
                     row.update({f"{stage}.{k}.{sub}": x for sub, x in val.items()})
+                elif isinstance(val, list):
+                    row[f"{stage}.{k}"] = ", ".join(map(str, val)) or "none"
                 else:
                     row[f"{stage}.{k}"] = val
             row[f"{stage}.seconds"] = man.get("wall_time_s")
@@ -46,11 +53,6 @@ def training_summary(params: Params) -> pd.DataFrame:
     if "sft.eval_loss" in df and "sft.base_eval_loss" in df:
         df["sft.learned (eval loss < base)"] = df["sft.eval_loss"] < df["sft.base_eval_loss"]
     # a verdict per variant is one of len(df) tests: each is Holm-adjusted across the run's variants
-    if "reward.eval_p_value" in df:
-        p = holm(df["reward.eval_p_value"].fillna(1.0))
-        df["reward.beats_chance (Holm p < 0.05 across variants)"] = (df["reward.eval_accuracy"] > 0.5) & (p < 0.05)
-    if "reward.length_baseline" in df and "reward.eval_accuracy_lo" in df:
-        df["reward.beats_length (CI above its point)"] = df["reward.eval_accuracy_lo"] > df["reward.length_baseline"]
     for stage in ("ppo", "rloo"):
         if f"{stage}.heldout_reward_gain_p" in df:
             p = holm(df[f"{stage}.heldout_reward_gain_p"].fillna(1.0))
@@ -75,43 +77,34 @@ def fig_curves(log: pd.DataFrame, metrics: list[str], title: str, x: str = "step
 
 def reward_judgement_table(metrics: dict) -> pd.DataFrame:
     """A reward stage's held-out judgement as a table: per source (and all), the reward model's accuracy, the
-    longer-reply baseline's and the shuffled-label control's, each with its Wilson 95 % interval and pairs."""
-    rows = []
-    for judge, key in (
-        ("reward model", "eval_accuracy"),
-        ("longer reply wins", "length_baseline"),
-        ("shuffled-label control", "shuffled_control"),
-    ):
-        names = [k[len(key) + 1 : -len("_pairs")] for k in metrics if k.startswith(key + "_") and k.endswith("_pairs")]
-        for src in ["", *sorted(n for n in names if n)]:
-            k = key + (f"_{src}" if src else "")
-            if k in metrics:
-                rows.append(
-                    {
-                        "source": src or "all",
-                        "judge": judge,
-                        "accuracy": metrics[k],
-                        "lo": metrics[k + "_lo"],
-                        "hi": metrics[k + "_hi"],
-                        "pairs": metrics[k + "_pairs"],
-                    }
-                )
-    return pd.DataFrame(rows)
+    longer-reply baseline's and the shuffled-label heads', each with its 95 % interval, pairs and groups
+    (`reward_judge.judgement_frame`)."""
+    from .reward_judge import judgement_frame
+
+    return judgement_frame(metrics.get("judgement") or {})
+
+
+RL_POLICIES = (
+    ("heldout", "trained"),
+    ("control_shuffled", "control: shuffled-label reward"),
+    ("control_length", "control: length reward"),
+)
 
 
 def rl_judgement_table(metrics: dict) -> pd.DataFrame:
-    """An RL stage's held-out judgement as a table, one row per policy (trained; the shuffled-label control when
-    run) and answer kind (sampled: the expected reward RL optimises; greedy: what the evaluation reads): the reward
-    before and after on the held-out prompts, the paired gain with its 95 % interval, the answers' length, and the
-    KL from the SFT model (estimated on the sampled answers)."""
+    """An RL stage's held-out judgement as a table, one row per policy (trained; each control run) and answer kind
+    (sampled at the RL temperature: the expected reward RL optimises; greedy: what the evaluation reads): the reward
+    before and after on the held-out prompts, the paired gain with its 95 % interval, the length-matched gain
+    (sampled), the answers' length and finish rate, and the KL from the SFT model (estimated on the sampled answers)."""
     rows = []
-    for who, name in (("heldout", "trained"), ("control", "shuffled-label control")):
+    for who, name in RL_POLICIES:
         if f"{who}_reward_gain" not in metrics:
             continue
         m = {k[len(who) + 1 :]: x for k, x in metrics.items() if k.startswith(who + "_")}
         for kind, key, length in (("sampled", "reward", "length"), ("greedy", "greedy", "greedy_length")):
             if f"{key}_gain" not in m:
                 continue
+            sampled = kind == "sampled"
             rows.append(
                 {
                     "policy": name,
@@ -122,11 +115,16 @@ def rl_judgement_table(metrics: dict) -> pd.DataFrame:
                     "gain": m[f"{key}_gain"],
                     "gain lo": m[f"{key}_gain_lo"],
                     "gain hi": m[f"{key}_gain_hi"],
+                    "length-matched gain": m.get("matched_gain") if sampled else None,
+                    "matched lo": m.get("matched_gain_lo") if sampled else None,
+                    "matched hi": m.get("matched_gain_hi") if sampled else None,
                     "length before": m.get(f"{length}_before"),
                     "length after": m.get(f"{length}_after"),
-                    "KL": m["kl"] if kind == "sampled" else None,
-                    "KL lo": m["kl_lo"] if kind == "sampled" else None,
-                    "KL hi": m["kl_hi"] if kind == "sampled" else None,
+                    "finished before": m.get("finished_before") if sampled else None,
+                    "finished after": m.get("finished_after") if sampled else None,
+                    "KL": m["kl"] if sampled else None,
+                    "KL lo": m["kl_lo"] if sampled else None,
+                    "KL hi": m["kl_hi"] if sampled else None,
                 }
             )
     return pd.DataFrame(rows)

@@ -13,8 +13,8 @@ per-item frame); the result dict's `items` holds every reported metric's value p
 | `ifeval` | IFEval through Google's checkers as packaged in lm-eval |
 | `qualitative` | greedy answers to the paper's single-line prompts |
 
-Each module registers its benchmarks (`evaluation.registry`) when it is imported: the imports at the end of this
-file are the list of the kit's benchmarks, in the order the evaluation runs them.
+Each module registers its benchmarks (`evaluation.registry`) when it is imported, and this file imports every module of
+the folder: a new benchmark is one new file here (its `Benchmark` says where it runs among the others: `order`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ def item_ids(texts) -> list[str]:
     return [hashlib.sha1(str(t).encode()).hexdigest()[:12] for t in texts]
 
 
-# the kit's benchmarks, registered in this order (each module registers itself when imported; the order is the
-# evaluation's and the tables')
-KIT_BENCHMARKS = ("winobias", "winogrande", "crows", "oasst", "qualitative", "ifeval")
-for _module in KIT_BENCHMARKS:
-    importlib.import_module(f"{__name__}.{_module}")
+def _import_every_benchmark() -> None:
+    """Import every module of this folder (each registers its benchmarks)."""
+    import pkgutil
+
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parent)]):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_every_benchmark()

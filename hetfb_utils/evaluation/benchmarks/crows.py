@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ...common.params import Params
+from ...data.eval_sets import CROWS_FILE
 from ...models.scoring import score_continuations
 from ..registry import Benchmark, register
 from . import item_ids
@@ -79,6 +80,9 @@ register(
         _score_crows,
         title="CrowS-Pairs (the authors' three templates)",
         table="crows_pairs",
+        files=lambda params: [CROWS_FILE],
+        size="crows_max",
+        order=30,
         columns=tuple((t, t, None) for t in CROWS_TEMPLATES),
         row=lambda r: dict(r["per_template"]),
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ...common.params import Params
+from ...data.eval_sets import IFEVAL_FILE
 from ...models.scoring import generate_greedy
 from ..registry import Benchmark, register
 
@@ -99,6 +100,9 @@ register(
         _score_ifeval,
         title="IFEval (Google's checkers)",
         table="ifeval",
+        files=lambda params: [IFEVAL_FILE],
+        size="ifeval_max",
+        order=60,
         columns=(
             ("prompt_level_strict", "prompt_level_strict", None),
             ("prompt_level_loose", "prompt_level_loose", None),

@@ -94,6 +94,8 @@ register(
         _score_oasst_ll,
         title="OASST held-out human pairs",
         table="oasst_heldout",
+        size="oasst_max_pairs",
+        order=40,
         columns=(("likelihood_pref_accuracy", "likelihood_pref_accuracy", None),),
         row=lambda r: {"likelihood_pref_accuracy": r["accuracy"], "pairs": r["pairs"]},
         fingerprint=_ids,
@@ -105,6 +107,8 @@ register(
         load_oasst_heldout,
         _score_oasst_gen,
         title="answers to held-out OASST prompts (judged by the reward models)",
+        size="oasst_generate_max",
+        order=41,
         fingerprint=_ids,
     )
 )

@@ -23,6 +23,7 @@ register(
         lambda params: list(params.evaluation.qualitative_prompts),
         _score_qualitative,
         title="qualitative answers",
+        order=50,
         fingerprint=lambda prompts: prompts,
         settings=lambda params: params.evaluation.max_new_tokens,  # shared with notebook 04's answers
     )

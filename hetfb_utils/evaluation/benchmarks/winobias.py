@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ...common.params import Params
+from ...data.eval_sets import WINOGENDER_FILES
+from ...data.winobias_data import winobias_files
 from ...models.scoring import score_continuations
 from ..registry import Benchmark, register
 from . import item_ids, metric
@@ -244,6 +246,9 @@ register(
         _score_winobias,
         title="WinoBias: the paper's Table 1",
         table="table1_winobias",
+        files=lambda params: winobias_files(params.evaluation.winobias_split),
+        size="winobias_max_pairs",
+        order=10,
         columns=tuple((c, c, None) for c in TABLE1),
         row=lambda r: {c: r[c] for c in TABLE1},
     )
@@ -255,6 +260,9 @@ register(
         _score_winogender,
         title="WinoGender (accuracy by pronoun gender, male - female gap, bias metrics)",
         table="winogender",
+        files=lambda params: WINOGENDER_FILES,
+        size="winogender_max",
+        order=15,
         columns=(
             ("accuracy_male", "correct_male", None),
             ("accuracy_female", "correct_female", None),

@@ -90,6 +90,9 @@ register(
         )[0],
         title="WinoGrande accuracy",
         table="winogrande",
+        files=lambda params: [f"winogrande/{params.evaluation.winogrande_split}.jsonl"],
+        size="winogrande_max",
+        order=20,
         columns=(
             ("accuracy", "accuracy", None),
             ("accuracy_mean_loss", "accuracy_mean_loss", None),

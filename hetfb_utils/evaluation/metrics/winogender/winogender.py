@@ -81,6 +81,7 @@ class Winogender(evaluate.Metric):
         bls_pct_female=None,
         per_group=False,
     ):
+        # long: `evaluate` hands a metric its columns one argument each (13 of them); the computation is 40 lines
         import torch
 
         df = pd.DataFrame(
