@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the subcommand; 2 on a kit error or a missing file, 130 on Ctrl-C."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .common.memory import return_freed_memory
+
+    return_freed_memory()  # a training step's freed tensors go back to the system (common.memory)
     a = parser().parse_args(argv)
     try:
         a.func(a)

@@ -184,7 +184,8 @@ def test_a_relative_source_path_is_read_against_the_params_file_then_the_reposit
     params_dir.mkdir()
     (params_dir / "p.yaml").write_text(
         "extends: " + str(Path(__file__).resolve().parents[1] / "params/tiny.yaml") + "\n"
-        "selection: {wino_variant: false}\ndata:\n  sources:\n    - {name: mine, type: pairwise, path: ../data/pairs.jsonl}\n"
+        "selection: {wino_variant: false}\n"
+        "data:\n  sources:\n    - {name: mine, type: pairwise, path: ../data/pairs.jsonl}\n"
     )
     monkeypatch.chdir(tmp_path / "data")  # elsewhere, as a notebook's kernel is
     p = load_params(str(params_dir / "p.yaml"))

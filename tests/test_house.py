@@ -535,3 +535,16 @@ def test_the_readme_names_only_what_exists():
                 cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
                 have = set(re.findall(r"^([a-z_]+) =", cell.source, re.M))
                 assert wanted <= have, f"{name}: README says its parameters include {sorted(wanted - have)}"
+
+
+def test_nothing_points_at_issue_numbers():
+    """The repository stands alone: no document, notebook, module or params file cites an issue by number."""
+    import re
+
+    hits = []
+    for pattern in ("README.md", "RESULTS.md", "docs/*.md", "notebooks/*.ipynb", "params/*.yaml", "tools/*.py"):
+        for f in REPO.glob(pattern):
+            hits += [f"{f.name}: {m}" for m in re.findall(r"(?i)\bissues?[ -]#?\d+", f.read_text())]
+    for f in PKG.rglob("*.py"):
+        hits += [f"{f.name}: {m}" for m in re.findall(r"(?i)\bissues?[ -]#?\d+", f.read_text())]
+    assert not hits, hits

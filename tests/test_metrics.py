@@ -46,8 +46,8 @@ def test_scorer_equals_naive_loop(tiny_model):
 def test_scorer_is_pinned_on_a_model_where_positions_matter(tiny_model):
     """The tiny random model barely reads positions (an off-by-one in position ids moved a score by 4e-4 in -68.7), so
     it cannot catch one: here its queries and keys are scaled up so attention is sharp and rotary positions decide
-    it. An off-by-one gap in the positions moves log-probabilities by more than 0.02 (20x the tolerance below); the batched scorer, with its shared prefix
-    caches and left-padded rows, still equals the one-row reference."""
+    it. An off-by-one gap in the positions moves log-probabilities by more than 0.02 (20x the tolerance below); the
+    batched scorer, with its shared prefix caches and left-padded rows, still equals the one-row reference."""
     import copy
 
     model, tok = tiny_model

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,7 +114,7 @@ def test_runner_executes_all_notebooks_then_resumes(tiny_run, tmp_path):
         assert needle in text, needle
     assert str(run) not in text  # no machine's absolute path: paths as a reader of the repository sees them
     b = json.loads((run / "models" / "hd-0.5" / "reward" / "manifest.json").read_text())["metrics"]
-    assert f"{b['eval_accuracy']:.2f}" in text  # a measured number of this run, not a constant
+    assert b["learned_sources"] is not None and "reward model learned:" in text  # what this run's reward learned
     # an evaluation-only change re-runs only notebook 05 (training is not redone)
     logs.clear()
     execute("params/tiny.yaml", tiny_overrides + ["evaluation.crows_max=4"], log=logs.append)
@@ -268,8 +269,12 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     )
     rep = pd.read_csv(tmp_path / "cmp0" / "replication.csv")  # the claims re-scored on a new seed, s44
     assert set(rep["new_seeds"].dropna()) <= {"s44"} and len(rep) == 11
-    assert set(rep["status"]) <= {"replicated", "not replicated", "reversed", "not tested"}
-    assert "new_p_holm" in rep.columns  # the new seeds' verdicts are Holm-adjusted, and say so
+    assert set(rep["status"]) <= {"replicated", "did not replicate", "nothing to replicate", "not tested"}
+    assert "new_p_holm" not in rep.columns  # no second Holm adjustment
+    pooled = pd.read_csv(tmp_path / "cmp0-pooled" / "claims.csv")  # the headline: every seed, pooled
+    assert (pd.read_csv(tmp_path / "cmp0-pooled" / "groups.csv")["k"] == 3).all()
+    assert list(rep["headline_verdict"]) == list(pooled["verdict"])
+    assert (tmp_path / "cmp0-pooled" / "replication.csv").is_file()
     footer = (tmp_path / "cmp0" / "replication.md").read_text().rstrip().splitlines()[-1]
     assert footer.startswith("_new seeds: grp-s44 · git ") and str(tmp_path) not in footer, footer
     assert (Path(over[0].split("=", 1)[1]) / "grp-s44" / "eval" / "results.json").is_file()
@@ -297,12 +302,13 @@ def test_a_seed_group_reuses_data_and_base_and_compares_at_recipe_level(tiny_ove
     }
     aa = out["aa_summary"].set_index("test")
     assert aa.loc["item-level (one seed vs one seed)", "comparisons"] == 5  # 1 pair x 5 metrics
-    assert (
-        aa.loc["recipe vs Base (the sign of each seed's difference from Base flipped in half the seeds)", "comparisons"]
-        == 5
-    )
+    assert len(aa) == 1  # split halves need two seeds a side: none with two seeds
     verdicts = {"supported", "contradicted", "not distinguishable", "not tested"}
     assert {v.split(" (")[0] for v in out["claims"]["verdict"]} <= verdicts
+    tested = out["claims"].dropna(subset=["estimate"])
+    assert len(tested) and tested["detectable_80"].map(np.isfinite).all()  # defined at two seeds (df near 0)
+    assert tested["conclusion"].str.contains("s42 s43").all()  # the verdict names its seeds
+    assert (tested["adj_lo"] <= tested["lo"] + 1e-9).all() and (tested["adj_hi"] >= tested["hi"] - 1e-9).all()
     assert (saved / "table1_recipe.md").is_file() and (saved / "claims.md").is_file()
     from hetfb_utils.analysis.results import README_END, README_START, update_readme
 
@@ -377,5 +383,5 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         p = load_params("tiny", over)
         rm = json.loads((run / "models" / "hd-1.0" / "reward" / "manifest.json").read_text())["metrics"]
         rl = json.loads((run / "models" / "hd-1.0" / p.rl.algorithm / "manifest.json").read_text())["metrics"]
-        held = rm["eval_accuracy_pairs"]
+        held = rm["judgement"]["all"]["pairs"]
         assert held > 0 and rl["prompts"] <= len(load_variant(p, "hd-1.0")) - held

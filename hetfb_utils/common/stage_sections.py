@@ -146,6 +146,11 @@ class RLParams(Strict):
         description="Answers sampled per held-out prompt (temperature 1) for the expected-reward judgement and the "
         "KL estimate; the greedy answer is judged beside them.",
     )
+    judge_greedy: bool = Field(
+        True,
+        description="Also judge the greedy answer to each held-out prompt before and after RL (what the evaluation "
+        "reads); off, the stage judges the sampled answers (the distribution RL optimises) only.",
+    )
     curve_prompts: int = Field(
         8, ge=0, description="Of those, how many are answered after every update for the held-out reward curve."
     )

@@ -15,6 +15,9 @@ def start(params_file: str | None, overrides: list[str] | None = None, show: boo
     data mirror beside the checkout when `HETFB_DATA_DIR` is not set, wide pandas columns; then the params
     (one clear error for a bad file or override) and, with `show`, their provenance line (run, model, data,
     the three seeds, params hash, git commit)."""
+    from ..common.memory import return_freed_memory
+
+    return_freed_memory()  # a training step's freed tensors go back to the system (common.memory)
     warnings.filterwarnings("ignore", message="IProgress not found")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

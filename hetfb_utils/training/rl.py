@@ -247,20 +247,47 @@ def judged_prompts(params: Params, run: StageRun, tok) -> list[str]:
     return formatted_prompts(params, tok, params.rl.heldout_prompts, section.max_prompt_length, own, sources)
 
 
+class WithoutAdapter:
+    """A PEFT model seen with its adapter off, for code that calls `generate` or the model: the SFT model that the
+    adapter was trained on, without a second copy of its weights in memory."""
+
+    def __init__(self, peft_model):
+        self._model = peft_model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def generate(self, *args, **kwargs):
+        with self._model.disable_adapter():
+            return self._model.generate(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        with self._model.disable_adapter():
+            return self._model(*args, **kwargs)
+
+
+def judge_models(params: Params, variant: str, adapter):
+    """(the SFT model, the RL policy): one SFT model in memory with the RL adapter on top (not merged), seen without
+    it for the SFT side. `load_adapter` / `set_adapter` of the second put a control's adapter on the same weights."""
+    from peft import PeftModel
+
+    from ..models.loading import load_causal_lm
+
+    policy = PeftModel.from_pretrained(load_causal_lm(params, [stage_dir(params, variant, "sft")]), str(adapter))
+    return WithoutAdapter(policy.eval()), policy.eval()
+
+
 def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
     """After `trainer.train()`: the adapter; the SFT model and the trained policy judged on held-out prompts by the
     reward model (paired reward gain, length-matched gain, finish rate, lengths, KL); with `rl.controls` (for the
     variants of `rl.control_variants`), the same run against each control reward, judged by the real reward model on
     the same prompts; the manifest."""
-    from ..models.loading import load_causal_lm
-
     save_adapter(policy_of(trainer), run.out)
     run.metrics["updates"] = trainer.state.global_step
     release(trainer)  # its policy is saved: the judgement loads the models it compares
     judged = judged_prompts(params, run, tok)
-    sft_dir = stage_dir(params, run.variant, "sft")
-    reward_model, before = load_variant_reward(params, run.variant), load_causal_lm(params, [sft_dir])
-    after = load_causal_lm(params, [sft_dir, run.out])
+    reward_model = load_variant_reward(params, run.variant)
+    before, after = judge_models(params, run.variant, run.out)
     sft_side = answer_side(params, before, reward_model, tok, judged)  # judged once: the real run and the controls
     run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", sft_side))
     for kind in controls_of(params, run.variant):
@@ -271,10 +298,13 @@ def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
         control.train()
         save_adapter(policy_of(control), out)
         release(control)
-        after = load_causal_lm(params, [sft_dir, out])
+        control_scale = spec.scale
+        del shuffled, spec  # the control's reward model: not needed to judge it
         label = f"control_{kind}"
+        after.load_adapter(str(out), adapter_name=label)
+        after.set_adapter(label)
         run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, label, sft_side))
-        run.metrics[f"{label}_scale"] = spec.scale
+        run.metrics[f"{label}_scale"] = control_scale
     return finish_stage(params, run, trainer)
 
 

@@ -182,15 +182,13 @@ def answer_side(params: Params, policy, reward_model, tok, prompts: list[str]) -
     gen_bs = params.evaluation.generate_batch_size  # generation in larger batches: measured 1.3x faster than 16
     seed, temp = seed_for(params.eval_seed, "rl-judge"), sample_temperature(params)
     sample = sample_answers(policy, tok, prompts, max_new, k, seed, gen_bs, temp)
-    _, greedy, greedy_len = greedy_rewards(policy, reward_model, tok, prompts, max_new, bs, gen_bs)
     scores = sample_scores(sample, reward_model, tok, bs)
-    return {
-        "sample": sample,
-        "scores": scores,
-        "sampled": per_prompt(scores, k),
-        "greedy": greedy,
-        "greedy_length": greedy_len,
-    }
+    side = {"sample": sample, "scores": scores, "sampled": per_prompt(scores, k)}
+    if params.rl.judge_greedy:
+        _, side["greedy"], side["greedy_length"] = greedy_rewards(
+            policy, reward_model, tok, prompts, max_new, bs, gen_bs
+        )
+    return side
 
 
 def length_matched_gain(reward_gain: np.ndarray, length_gain: np.ndarray) -> dict:
@@ -222,7 +220,7 @@ def judge_policies(
 
     * `reward_gain`: the policy's expected reward (the RL objective: the mean reward of `rl.judge_samples` answers
       sampled per prompt at the RL temperature), after - before, paired over prompts, with its interval;
-    * `greedy_gain`: the same for the greedy answer (what the evaluation reads), with its interval;
+    * `greedy_gain`: the same for the greedy answer (what the evaluation reads), with its interval (`rl.judge_greedy`);
     * `matched_gain`: the sampled gain at unchanged length (`length_matched_gain`), with its interval;
     * `kl`: KL(after || before), estimated on the sampled answers, with its interval;
     * the answers' mean length in tokens, sampled and greedy, and the share of sampled answers that finished, before
@@ -236,6 +234,8 @@ def judge_policies(
     kl = per_prompt(s1["logprobs"] - answer_logprobs(before, s1), k)  # the policy's own side from its sampling
     out = {f"{label}_prompts": len(prompts), f"{label}_samples_per_prompt": k}
     for key, name in (("reward", "sampled"), ("greedy", "greedy")):
+        if name not in a:
+            continue
         d = paired(a[name], b[name], seed=seed_for(params.eval_seed, "rl", label, name))
         out.update(
             {
@@ -261,10 +261,11 @@ def judge_policies(
             f"{label}_length_after": float(np.mean(s1["lengths"])),
             f"{label}_finished_before": float(np.mean(b["sample"]["finished"])),
             f"{label}_finished_after": float(np.mean(s1["finished"])),
-            f"{label}_greedy_length_before": float(np.mean(b["greedy_length"])),
-            f"{label}_greedy_length_after": float(np.mean(a["greedy_length"])),
         }
     )
+    if "greedy_length" in a:
+        out[f"{label}_greedy_length_before"] = float(np.mean(b["greedy_length"]))
+        out[f"{label}_greedy_length_after"] = float(np.mean(a["greedy_length"]))
     return out
 
 

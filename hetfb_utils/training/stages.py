@@ -91,8 +91,10 @@ def begin_stage(
     parent stages' params), the manifest if already done, a clean directory when forced (or
     when the stage cannot resume)."""
     from ..common import distributed
+    from ..common.memory import return_freed_memory
     from ..selection import content_hash, load_variant
 
+    return_freed_memory()  # a training step's freed tensors go back to the system (common.memory)
     distributed.init()  # several processes: join the group before any file
     parent_hashes = [require(params, variant, s)["key"]["params_hash"] for s in parents]
     ds = load_variant(params, variant)
@@ -200,7 +202,20 @@ def release(trainer) -> None:
     accelerator = getattr(trainer, "accelerator", None)
     if accelerator is not None:  # it holds the prepared models and optimizer too
         accelerator.free_memory()
-    for attr in ("model", "model_wrapped", "policy_model", "ref_model", "reward_model", "value_model", "optimizer"):
+    handler = getattr(trainer, "callback_handler", None)
+    if handler is not None:  # it holds the model, optimizer and scheduler too, and the callbacks their models
+        handler.model = handler.optimizer = handler.lr_scheduler = None
+        handler.callbacks = [c for c in handler.callbacks if not hasattr(c, "points")]  # the held-out curve's
+    for attr in (
+        "model",
+        "model_wrapped",
+        "policy_model",
+        "ref_model",
+        "reward_model",
+        "value_model",
+        "optimizer",
+        "lr_scheduler",
+    ):
         if getattr(trainer, attr, None) is not None:
             try:
                 setattr(trainer, attr, None)
