@@ -53,8 +53,9 @@ def test_compare_results_train_audit_plan_and_params_doc(tiny_run, tmp_path, cap
     assert main(["results", str(p.run_dir), "--compare", str(tmp_path / "cmp"), "--out", str(tmp_path / "R.md")]) == 0
     assert "## Run `tiny`" in (tmp_path / "R.md").read_text()
     fresh = [*ov, "-p", f"output_root={tmp_path / 'fresh'}", "-p", "training.reuse_stages=false"]
-    assert main(["run", "params/tiny.yaml", *fresh, "--only", "data"]) == 0  # a new run: notebook 01 executes
-    assert "01_data_union.ipynb: done" in capsys.readouterr().out
+    assert main(["run", "params/tiny.yaml", *fresh, "--only", "data", "--force"]) == 0  # notebook 01 executes here
+    nb01 = json.loads((tmp_path / "fresh" / "tiny" / "manifest.json").read_text())["stages"]["01_data_union.ipynb"]
+    assert nb01["status"] == "done" and "reused_from" not in nb01 and nb01["seconds"] > 0, nb01
     assert (tmp_path / "fresh" / "tiny" / "data" / "union.parquet").is_file()
     assert main(["run", "params/tiny.yaml", *fresh, "--only", "selection"]) == 0
     capsys.readouterr()

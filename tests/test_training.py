@@ -71,7 +71,7 @@ def test_every_stage_trains_and_writes_adapter_and_manifest(trained):
             assert math.isfinite(m[f"{who}_kl"]) and m[f"{who}_length_after"] >= 0
             assert 0 <= m[f"{who}_finished_before"] <= 1 and 0 <= m[f"{who}_finished_after"] <= 1
             assert "matched_gain" in {k[len(who) + 1 :] for k in m if k.startswith(who)}
-        for key in ("reward_before", "greedy_before", "length_before"):  # one SFT side, shared by run and controls
+        for key in ("reward_before", "length_before", "finished_before"):  # one SFT side, shared by run and controls
             assert m[f"heldout_{key}"] == m[f"control_shuffled_{key}"] == m[f"control_length_{key}"]
         assert m["control_length_scale"] > 0 and m["control_shuffled_scale"] > 0
         log = json.loads((stages.stage_dir(p, "hd-0.5", stage) / "log_history.json").read_text())
@@ -95,7 +95,9 @@ def test_rl_judge_of_a_policy_against_itself_is_zero_and_scores_answers_like_the
     assert np.allclose(sample["logprobs"], np.concatenate(reference), atol=1e-4)
     hot = rl_judge.sample_answers(model, tok, prompts, 6, 2, seed=0, batch_size=4, temperature=0.7)
     assert np.allclose(hot["logprobs"], rl_judge.answer_logprobs(model, hot), atol=1e-4)  # at the RL temperature
-    m = rl_judge.judge_policies(p, model, model, load_reward_model(p, None), tok, prompts, "self")
+    greedy = p.model_copy(deep=True)
+    greedy.rl.judge_greedy = True  # the greedy answers judged too (the quickstart's profiles leave them out)
+    m = rl_judge.judge_policies(greedy, model, model, load_reward_model(p, None), tok, prompts, "self")
     assert m["self_reward_gain"] == 0 and m["self_greedy_gain"] == 0 and abs(m["self_kl"]) < 1e-6
     assert m["self_length_before"] == m["self_length_after"] > 0
 
@@ -253,7 +255,8 @@ def test_the_pad_token_is_not_the_end_of_turn_token(trained):
     for q in queries["input_ids"]:
         ids = torch.tensor(q)
         assert (ids == end).sum() >= 1  # the chat template's turn ends are in the query
-        assert bool((ids != tok.pad_token_id).all())  # and TRL's `query != pad_token_id` mask keeps every token
+        text = ids[int((ids != tok.pad_token_id).nonzero()[0]) :]  # the queries are padded on the left only
+        assert bool((text != tok.pad_token_id).all())  # and TRL's `query != pad_token_id` mask keeps every token
     assert load_causal_lm(p).config.pad_token_id == tok.pad_token_id
 
 

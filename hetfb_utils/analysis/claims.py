@@ -334,5 +334,4 @@ def score_claims(groups: list[SeedGroup], claims: list[Claim] = CLAIMS, seed: in
     tested = [i for i, r in enumerate(rows) if "_p_sup" in r]
     for i, p_adj in zip(tested, holm([rows[i]["p"] for i in tested]) if tested else []):
         _finish(rows[i], p_adj)
-    df = pd.DataFrame(rows)
-    return df[[c for c in COLUMNS if c in df.columns]]
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)  # every column, also when no claim could be tested

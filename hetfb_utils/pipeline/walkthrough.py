@@ -8,6 +8,7 @@ each step: the notebooks do the arithmetic in view and call these only to fetch 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -160,11 +161,27 @@ def fraction_change(sel_union: pd.DataFrame, small: str, large: str) -> pd.DataF
 
 
 # --------------------------------------------------------------------------- 03: SFT
+@contextlib.contextmanager
+def _accelerate_state_kept():
+    """Building a `TrainingArguments` resets accelerate's shared state, which a trainer built before it still
+    reads when it trains: keep the state as it was."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    kept = {cls: dict(cls._shared_state) for cls in (PartialState, AcceleratorState)}
+    try:
+        yield
+    finally:
+        for cls, state in kept.items():
+            if state:
+                cls._shared_state.clear()
+                cls._shared_state.update(state)
+
+
 def non_default(cfg) -> pd.DataFrame:
     """The fields of a config dataclass (TRL `SFTConfig`, PEFT `LoraConfig`, ...) that differ from the
     library's default config built on the same device settings: what params (and the kit) set."""
     same = {k: getattr(cfg, k) for k in ("output_dir", "use_cpu", "bf16") if hasattr(cfg, k)}
-    with warnings.catch_warnings():  # the library's own defaults may use names it deprecates
+    with warnings.catch_warnings(), _accelerate_state_kept():  # defaults may use names the library deprecates
         warnings.simplefilter("ignore", FutureWarning)
         default = type(cfg)(**same)
     rows = [
