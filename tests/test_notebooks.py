@@ -388,3 +388,29 @@ def test_every_notebook_runs_on_a_params_only_mix(tiny_overrides, tmp_path, mirr
         rl = json.loads((run / "models" / "hd-1.0" / p.rl.algorithm / "manifest.json").read_text())["metrics"]
         held = rm["judgement"]["all"]["pairs"]
         assert held > 0 and rl["prompts"] <= len(load_variant(p, "hd-1.0")) - held
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "dpo"])
+def test_notebook_04_trains_in_view_under_every_algorithm(tiny_run, tmp_path, algorithm):
+    """Notebook 04 with `rl.algorithm` rloo and dpo (ppo: the runner's own run above) on the tiny run: the stage is
+    built by the pipeline's builder and trained on the page, and the algorithm's worked example (an RLOO group, a
+    DPO margin) executes."""
+    import papermill as pm
+
+    from hetfb_utils.pipeline.runner import NOTEBOOK_DIR
+
+    over = [*tiny_run[0], f"rl.algorithm={algorithm}"]
+    nb = tmp_path / "04.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOK_DIR / "04_reward_model_ppo.ipynb"),
+        str(nb),
+        kernel_name="python3",
+        parameters={"params_file": "../params/tiny.yaml", "overrides": over, "variant": "hd-0.5"},
+        cwd=str(NOTEBOOK_DIR),
+        progress_bar=False,
+    )
+    p = load_params("tiny", over)
+    man = json.loads((p.run_dir / "models" / "hd-0.5" / algorithm / "manifest.json").read_text())
+    assert "reused_from" not in man and man["stage"] == algorithm  # trained here, on the page
+    text = nb.read_text()
+    assert ("RLOOTrainer" if algorithm == "rloo" else "implicit reward margin") in text
