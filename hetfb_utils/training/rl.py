@@ -291,7 +291,9 @@ def finish_policy(params: Params, run: StageRun, trainer, tok) -> dict:
     sft_side = answer_side(params, before, reward_model, tok, judged)  # judged once: the real run and the controls
     run.metrics.update(judge_policies(params, before, after, reward_model, tok, judged, "heldout", sft_side))
     for kind in controls_of(params, run.variant):
-        shuffled = load_variant_reward(params, run.variant, stage_dir(params, run.variant, "reward") / "shuffled")
+        shuffled = None  # the length control reads no reward model
+        if kind == "shuffled":
+            shuffled = load_variant_reward(params, run.variant, stage_dir(params, run.variant, "reward") / "shuffled")
         spec = control_spec(kind, sft_side, shuffled, tok, params.evaluation.batch_size)
         out = run.out / f"control-{kind}"
         control = policy_trainer(params, run, tok, spec, out, curve=False)
