@@ -130,3 +130,76 @@ def test_log_scale_interval_for_a_skewed_positive_metric():
     x = np.exp(rng.normal(0, 1.0, (5, 1)) * 0.1 + rng.normal(0, 1.0, (1, 100)) + rng.normal(0, 0.3, (5, 100)))
     r = M.contrast([M.Arm(x)], [1.0], transform="log")
     assert r["method"] == "gpq+log" and r["lo"] > 0 and (r["hi"] - r["estimate"]) > (r["estimate"] - r["lo"])
+
+
+def test_variance_parts_known_answer_and_clipping():
+    """Seed part = seed terms - residual, item part = item term - residual (each clipped at 0), residual as is."""
+    kind = ["seed", "residual", "item"]
+    t = M.Terms(0.0, np.array([4.0, 1.0, 9.0]), np.array([2.0, 10.0, 4.0]), np.array([0.5, 0.5, 0.25]), kind, 4)
+    assert t.parts() == {"seeds": 1.5, "items": 1.75, "residual": 0.5}
+    low = M.Terms(0.0, np.array([0.5, 1.0, 1.0]), np.array([2.0, 10.0, 4.0]), np.array([0.5, 0.5, 0.25]), kind, 4)
+    assert low.parts() == {"seeds": 0.0, "items": 0.0, "residual": 0.5}
+
+
+def _planted(rng, k=3, n=120):
+    return 0.5 + rng.normal(0, 0.1, (k, 1)) + rng.normal(0, 0.3, (1, n)) + rng.normal(0, 0.2, (k, n))
+
+
+def test_satterthwaite_and_percentile_readings_known_answers():
+    """The two readings kept for comparison: Student's t at the Welch-Satterthwaite df around the estimate (two-sided
+    p from the same t), and the quantiles of the joint bootstrap replicates as they are (MultiBERTs), with one-sided
+    p-values the shares of replicates on either side of the null."""
+    from scipy import stats as st
+
+    rng = np.random.default_rng(21)
+    arms, w = [M.Arm(_planted(rng)), M.Arm(_planted(rng) + 0.05)], [1.0, -1.0]
+    r = M.contrast(arms, w, method="satterthwaite")
+    q = st.t(r["df"]).ppf(0.975)
+    assert np.isfinite(r["df"]) and r["df"] < 50  # a t, not the normal: few seeds
+    assert (r["lo"], r["hi"]) == pytest.approx((r["estimate"] - q * r["se"], r["estimate"] + q * r["se"]), rel=1e-9)
+    assert r["p"] == pytest.approx(2 * st.t(r["df"]).sf(abs(r["estimate"]) / r["se"]), rel=1e-9)
+    for null in (0.0, 0.1, -0.1):  # one-sided p-values on both sides, against a null other than 0 too
+        n = M.contrast(arms, w, method="satterthwaite", null=null)
+        z = (n["estimate"] - null) / n["se"]
+        assert (n["p_greater"], n["p_less"]) == pytest.approx((st.t(n["df"]).sf(z), st.t(n["df"]).cdf(z)), rel=1e-9)
+    b = M.contrast(arms, w, method="percentile", n_boot=4000, seed=3)
+    draws = M.replicates(arms, 4000, 3, rescale=False) @ np.array(w)
+    assert (b["lo"], b["hi"]) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])), rel=1e-12)
+    assert b["p_greater"] == pytest.approx(np.mean(draws <= 0)) and b["p_less"] == pytest.approx(np.mean(draws >= 0))
+
+
+def test_a_comparison_without_variance_is_its_estimate():
+    """Zero variance: the interval is the point, and two identical arms differ by nothing (p = 1)."""
+    flat = M.Arm(np.ones((2, 5)))
+    one = M.contrast([flat], [1.0])
+    assert (one["lo"], one["hi"], one["p_greater"], one["p_less"]) == (1.0, 1.0, 0.0, 1.0)
+    same = M.contrast([flat, M.Arm(np.ones((2, 5)))], [1.0, -1.0])
+    assert same["estimate"] == 0.0 and same["p"] == 1.0 and not same["real"]
+
+
+def test_joint_bootstrap_replicates_known_answers():
+    """Nothing resampled: every replicate is the estimate. Items only: the replicates' sd is the items' standard
+    error. Seeds only, rescaled: their variance is the unbiased seed variance of the mean (s^2 / k), where the raw
+    seeds give (k - 1) / k of it. Arms with the same seed labels share their seed draws; other labels do not. The
+    same call gives the same replicates."""
+    rng = np.random.default_rng(8)
+    k, n = 3, 400
+    x = 0.5 + rng.normal(0, 0.2, (k, 1)) + rng.normal(0, 0.3, (k, n))
+    arm = M.Arm(x)
+    fixed = M.replicates([arm], 50, resample_seeds=False, resample_items=False)
+    assert fixed.shape == (50, 1) and np.allclose(fixed, arm.estimate())
+    items = M.replicates([M.Arm(x[:1])], 8000, seed=1)
+    assert items[:, 0].std() == pytest.approx(x[0].std() / np.sqrt(n), rel=0.05)
+    assert items.mean() == pytest.approx(x[0].mean(), abs=3 * x[0].std() / np.sqrt(n) / np.sqrt(8000) + 1e-3)
+    means = x.mean(1)
+    seeds = M.replicates([arm], 20000, seed=2, resample_items=False)
+    raw = M.replicates([arm], 20000, seed=2, resample_items=False, rescale=False)
+    assert seeds.var() == pytest.approx(means.var(ddof=1) / k, rel=0.05)
+    assert raw.var() == pytest.approx(means.var(ddof=0) / k, rel=0.05)
+    twin = M.Arm(x.copy(), [0, 1, 2])
+    shared = M.replicates([M.Arm(x, [0, 1, 2]), twin], 200, seed=4, resample_items=False)
+    apart = M.replicates([M.Arm(x, [0, 1, 2]), M.Arm(x.copy(), [7, 8, 9])], 200, seed=4, resample_items=False)
+    assert np.array_equal(shared[:, 0], shared[:, 1]) and not np.array_equal(apart[:, 0], apart[:, 1])
+    assert np.array_equal(M.replicates([arm], 30), M.replicates([arm], 30))
+    w = np.ones((4, n))
+    assert arm.per_seed(w).shape == (4, k) and np.allclose(arm.per_seed(w), np.tile(arm.per_seed(), (4, 1)))

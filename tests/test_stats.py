@@ -73,6 +73,68 @@ def test_seed_summary_and_format():
     assert stats.fmt_ci(0.41472, 0.3801, 0.4502) == "0.415 [0.38, 0.45]"
 
 
+def test_seed_summary_known_answers_drop_missing_seeds():
+    """Mean, sample sd (ddof 1), range and count over the finite values; one seed has no sd; none has nothing."""
+    s = stats.seed_summary([4.0, float("nan"), 1.0, 7.0])
+    assert s == {"mean": 4.0, "sd": 3.0, "min": 1.0, "max": 7.0, "seeds": 3}
+    assert stats.seed_summary([1.0, 3.0])["sd"] == pytest.approx(np.sqrt(2.0))
+    one = stats.seed_summary([2.5])
+    assert one["mean"] == one["min"] == one["max"] == 2.5 and np.isnan(one["sd"]) and one["seeds"] == 1
+    none = stats.seed_summary([float("nan")])
+    assert none["seeds"] == 0 and all(np.isnan(none[k]) for k in ("mean", "sd", "min", "max"))
+
+
+def test_fmt_ci_digits_and_missing_parts():
+    assert stats.fmt_ci(0.41472, 0.3801, 0.4502, digits=2) == "0.41 [0.4, 0.5]"
+    assert stats.fmt_ci(-0.0573, -0.0872, -0.0274) == "-0.0573 [-0.087, -0.027]"
+    assert stats.fmt_ci(0.41472, float("nan"), 0.45) == "0.415" and stats.fmt_ci(0.41472, None, None) == "0.415"
+    assert stats.fmt_ci(float("nan"), 0.1, 0.2) == "–" and stats.fmt_ci(None, 0.1, 0.2) == "–"
+
+
+def test_seed_for_is_stable_and_tells_names_apart():
+    """One seed per name tuple, the same every time (a 32-bit sha1 prefix), and another for any other tuple: two
+    intervals never share a bootstrap stream by accident."""
+    import hashlib
+
+    assert stats.seed_for(42, "table1", "Bias") == int(
+        hashlib.sha1(repr((42, "table1", "Bias")).encode()).hexdigest()[:8], 16
+    )
+    seeds = {stats.seed_for(s, t, m) for s in (42, 43) for t in ("table1", "winogender") for m in ("Bias", "Accuracy")}
+    assert len(seeds) == 8 and all(0 <= x < 2**32 for x in seeds)
+
+
+def _exact_flip_p(a, b, da, db):
+    """The two-sided sign-flip p-value of sum(a)/sum(da) - sum(b)/sum(db), by enumerating every swap of A and B."""
+    import itertools
+
+    obs = a.sum() / da.sum() - b.sum() / db.sum()
+    null = []
+    for flips in itertools.product((False, True), repeat=len(a)):
+        f = np.array(flips)
+        x, y, dx, dy = np.where(f, b, a), np.where(f, a, b), np.where(f, db, da), np.where(f, da, db)
+        null.append(x.sum() / dx.sum() - y.sum() / dy.sum())
+    null = np.array(null)
+    tol = 1e-12 * max(1.0, abs(obs))
+    return min(1.0, 2 * min(np.mean(null >= obs - tol), np.mean(null <= obs + tol)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ratio_sign_flip_p_value_is_the_exact_enumeration(seed):
+    """The paired test of a ratio of sums (IFEval's instruction-level accuracy) swaps A and B in numerator and
+    denominator together, item by item: with every one of the 2^n swaps enumerated it equals the brute-force
+    p-value, and it differs from the mean's test (which would ignore the denominators)."""
+    rng = np.random.default_rng(seed)
+    da, db = rng.integers(1, 6, 9).astype(float), rng.integers(1, 6, 9).astype(float)
+    a, b = rng.binomial(da.astype(int), 0.8).astype(float), rng.binomial(db.astype(int), 0.4).astype(float)
+    d = stats.paired(a, b, da, db, seed=seed, n_permutations=2**9)
+    assert d["delta"] == pytest.approx(a.sum() / da.sum() - b.sum() / db.sum())
+    assert d["p"] == pytest.approx(_exact_flip_p(a, b, da, db), abs=1e-9)
+    ones = np.ones(9)
+    assert (
+        abs(d["p"] - _exact_flip_p(a, b, ones, ones)) > 0.05
+    )  # here the denominators matter (0.016 vs 0.70 at seed 0)
+
+
 def _model(name, items, variant=None):
     cols = {c: items + k for k, c in enumerate(["Bias", "Bias (Entropy)", "Bias (Cluster)"])}
     return {
@@ -258,3 +320,84 @@ def test_per_variant_stage_verdicts_are_holm_adjusted_across_the_variants(tmp_pa
         "hd-0.5": False,
         "hd-1.0": False,
     }
+
+
+def test_boundaries_of_the_verdict_rules_and_holm_caps_at_one():
+    """An interval touching 0 does not exclude it; a difference of exactly the tolerance is noise; Holm's adjusted
+    p-values stop at 1."""
+    assert not stats.excludes_zero(0.0, 1.0) and not stats.excludes_zero(-1.0, 0.0)
+    assert stats.excludes_zero(1e-9, 1.0) and stats.excludes_zero(-1.0, -1e-9)
+    assert not stats.real_difference(stats.TOLERANCE, 0.1, 0.2) and stats.real_difference(2 * stats.TOLERANCE, 0.1, 0.2)
+    assert stats.holm([0.9, 0.8]).tolist() == [1.0, 1.0]
+    assert stats.fmt_ci(0.4, None, 0.5) == "0.4" and stats.fmt_ci(0.4, 0.3, None) == "0.4"
+
+
+def test_proportion_edges_and_count():
+    none = stats.proportion(0, 0)
+    assert none["n"] == 0 and none["at_chance"] and all(np.isnan(none[k]) for k in ("value", "lo", "hi", "p"))
+    one = stats.proportion(1, 1)
+    assert set(none) == set(one)
+    assert one["value"] == 1.0 and one["n"] == 1 and one["at_chance"] and one["p"] == 0.5
+    assert stats.proportion(30, 40)["n"] == 40
+
+
+def test_interval_is_scipys_bca_and_resamples_ratio_items_whole():
+    """A mean's interval is scipy's BCa bootstrap at the kit's resample count and seed (asymmetric on skewed items);
+    a ratio of sums resamples each item's numerator and denominator together, which is far narrower than resampling
+    them apart when they move together; constant items give a point, a constant numerator over varying denominators
+    does not; two items are enough for an interval."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(7)
+    x = rng.exponential(1.0, 60)
+    v, lo, hi = stats.interval(x, seed=3)
+    ref = bootstrap((x,), np.mean, method="BCa", n_resamples=stats.N_RESAMPLES, rng=np.random.default_rng(3))
+    assert (lo, hi) == pytest.approx(tuple(ref.confidence_interval), rel=1e-12) and hi - v > v - lo
+    den = rng.integers(1, 30, 60).astype(float)
+    num = np.round(0.6 * den + rng.normal(0, 0.5, 60)).clip(0, den)
+    _, rlo, rhi = stats.interval(num, den, seed=3)
+    apart = bootstrap(
+        (num, den),
+        lambda a, d, axis=-1: a.sum(axis) / d.sum(axis),
+        paired=False,
+        n_resamples=999,
+        rng=np.random.default_rng(3),
+    ).confidence_interval
+    assert rhi - rlo < 0.5 * (apart.high - apart.low)
+    assert stats.interval([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    for dens in ([1.0, 2.0, 4.0], [1.0, 2.0, 2.0]):
+        _, clo, chi = stats.interval([1.0, 1.0, 1.0], dens)
+        assert clo < chi
+    assert stats.interval([0.0, 1.0]) == (0.5, 0.0, 1.0)
+
+
+def test_paired_interval_is_paired_percentile_and_reproducible():
+    """The paired difference resamples items (A and B together): on items that vary a lot but whose difference is
+    steady the interval is narrow; it is scipy's percentile bootstrap at the kit's resample count and seed, and the
+    same call gives the same numbers. Identical scores over other denominators are still compared; two items are
+    enough; arrays of different lengths are refused by name."""
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(0, 5, 80)
+    a, b = base + 0.3 + rng.normal(0, 0.1, 80), base
+    d = stats.paired(a, b, seed=5)
+    assert d == stats.paired(a, b, seed=5) and d["delta_hi"] - d["delta_lo"] < 0.1 and d["delta_lo"] > 0.25
+    ref = bootstrap(
+        (a, b),
+        lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
+        paired=True,
+        method="percentile",
+        n_resamples=stats.N_RESAMPLES,
+        rng=np.random.default_rng(5),
+    ).confidence_interval
+    assert (d["delta_lo"], d["delta_hi"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    same = stats.paired([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0], n_permutations=99)
+    assert same["delta"] == pytest.approx(2.0 - 1.0) and same["p"] < 1.0
+    x = rng.normal(0, 1, 30)
+    y = x + rng.normal(0.1, 1, 30)
+    assert stats.paired(x, y, seed=1) == stats.paired(x, y, seed=1)  # a p-value away from its floor, too
+    two = stats.paired([1.0, 0.0], [0.0, 0.0], n_permutations=99)
+    assert np.isfinite(two["delta_lo"]) and np.isfinite(two["p"])
+    with pytest.raises(ValueError, match="same items"):
+        stats.paired([1.0, 2.0], [1.0, 2.0, 3.0])
